@@ -1,0 +1,3 @@
+from mmcourse.cli import main
+
+raise SystemExit(main())

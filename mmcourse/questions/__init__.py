@@ -1,0 +1,289 @@
+"""Question definitions: one per graded question, the single source that `check` and the grader read.
+
+A `Question` says everything needed to judge a learner's answer without trusting it:
+
+- `qid` (e.g. "ex00_caption"), `points`, and `name`: the object the learner writes ("my_caption");
+- `visible`: the cases `grading.check` runs in the notebook; `hidden(rng, n)`: a seeded generator of
+  more cases, drawn at grading time. Every case is **plain data** (str, int, float, bool, None, lists,
+  dicts with str keys, NumPy arrays), so it can cross a process boundary without pickle;
+- `prepare(case)`: plain data -> the keyword arguments the learner's function receives (a `Scene`, a tensor);
+- `oracle`: the library's own implementation; its output on the same arguments is the reference;
+- `compare`: how an output is judged (`Exact` or `Close` with tolerances), after `to_plain`;
+- `hints`: common mistakes recognized from (case, expected, got), each with the advice to show.
+
+Definitions live in this package, one module per exercise (`ex00.py`, ...); instructors can add private
+variants from a folder (`load_dir`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Case = dict[str, Any]
+
+
+def to_plain(value: Any) -> Any:
+    """Outputs as plain data: tensors -> NumPy arrays, tuples -> lists, NumPy scalars -> Python numbers.
+
+    Anything else is returned unchanged, and `compare` then rejects it by its exact type.
+    """
+    module = type(value).__module__
+    if module.startswith("torch") and hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value) in (list, tuple):
+        return [to_plain(v) for v in value]
+    if type(value) is dict:
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {tuple(value.shape)} ({value.dtype})"
+    if type(value) is list:
+        inner = sorted({type(v).__name__ for v in value})
+        return f"a list of {'/'.join(inner)}" if inner else "an empty list"
+    return f"a {type(value).__name__}"
+
+
+def _same_structure(expected: Any, got: Any, path: str) -> str | None:
+    """None if `got` has exactly the types/shapes of `expected`, else what differs (never the values)."""
+    where = f" at {path}" if path else ""
+    if isinstance(expected, np.ndarray):
+        if type(got) is not np.ndarray:
+            return f"expected {_type_name(expected)}{where}, got {_type_name(got)}"
+        if got.shape != expected.shape:
+            return f"expected shape {tuple(expected.shape)}{where}, got shape {tuple(got.shape)}"
+        if got.dtype.kind not in "biuf" or got.dtype.kind == "b" and expected.dtype.kind != "b":
+            return f"expected numbers ({expected.dtype}){where}, got dtype {got.dtype}"
+        return None
+    numeric = (int, float)  # exact types: bool and lying subclasses of int/float are not numbers here
+    if type(expected) in numeric:
+        if type(got) not in numeric:
+            return f"expected a number{where}, got {_type_name(got)}"
+        return None
+    if type(got) is not type(expected):
+        return f"expected {_type_name(expected)}{where}, got {_type_name(got)}"
+    if type(expected) is list:
+        if len(got) != len(expected):
+            return f"expected a list of {len(expected)} items{where}, got {len(got)} items"
+        for i, (e, g) in enumerate(zip(expected, got)):
+            reason = _same_structure(e, g, f"{path}[{i}]")
+            if reason:
+                return reason
+    if type(expected) is dict:
+        if set(got) != set(expected):
+            return f"expected the keys {sorted(expected)}{where}, got {sorted(got, key=str)}"
+        for key in expected:
+            reason = _same_structure(expected[key], got[key], f"{path}[{key!r}]")
+            if reason:
+                return reason
+    return None
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Equal types, shapes and values (lists element by element, strings character by character)."""
+
+    def __call__(self, expected: Any, got: Any) -> str | None:
+        reason = _same_structure(expected, got, "")
+        if reason:
+            return reason
+        if not _equal(expected, got):
+            return "the value differs from the reference"
+        return None
+
+
+def _equal(expected: Any, got: Any) -> bool:
+    if isinstance(expected, np.ndarray):
+        return bool(np.array_equal(expected, got))
+    if type(expected) is list:
+        return all(_equal(e, g) for e, g in zip(expected, got))
+    if type(expected) is dict:
+        return all(_equal(expected[k], got[k]) for k in expected)
+    # both are plain str/int/float/bool/None by now: their == cannot be overridden
+    return expected == got
+
+
+@dataclass(frozen=True)
+class Close:
+    """Numbers and arrays equal within `rtol` / `atol` (as `numpy.allclose`); NaN never matches."""
+
+    rtol: float = 1e-4
+    atol: float = 1e-5
+
+    def __call__(self, expected: Any, got: Any) -> str | None:
+        reason = _same_structure(expected, got, "")
+        if reason:
+            return reason
+        return self._close(expected, got)
+
+    def _close(self, expected: Any, got: Any) -> str | None:
+        if type(expected) is list:
+            for e, g in zip(expected, got):
+                reason = self._close(e, g)
+                if reason:
+                    return reason
+            return None
+        if type(expected) is dict:
+            for key in expected:
+                reason = self._close(expected[key], got[key])
+                if reason:
+                    return reason
+            return None
+        e = np.asarray(expected, dtype=np.float64)
+        g = np.asarray(got, dtype=np.float64)
+        if not np.all(np.isfinite(g)):
+            return "the result contains NaN or infinity"
+        bad = np.abs(g - e) > self.atol + self.rtol * np.abs(e)
+        if bad.any():
+            return (f"{int(bad.sum())} of {bad.size} values are off by more than the tolerance "
+                    f"(rtol={self.rtol}, atol={self.atol})")  # fmt: skip
+        return None
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Advice shown when `applies(case, expected, got)` recognizes a common mistake."""
+
+    message: str
+    applies: Callable[[Case, Any, Any], bool]
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The verdict on one case: `status` is "passed", "failed", "error" or "not written"."""
+
+    index: int
+    status: str
+    reason: str = ""
+    hint: str = ""
+    got: str = ""  # a short repr of the learner's output, for feedback
+
+
+def _short_repr(value: Any, limit: int = 160) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a learner's object whose __repr__ fails must not break the feedback
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Question:
+    qid: str
+    points: int
+    name: str
+    prompt: str
+    oracle: Callable[..., Any]
+    visible: tuple[Case, ...]
+    hidden: Callable[[random.Random, int], list[Case]]
+    prepare: Callable[[Case], dict[str, Any]] = field(default=lambda case: dict(case))
+    compare: Callable[[Any, Any], str | None] = Exact()
+    hints: tuple[Hint, ...] = ()
+    describe: Callable[[Case], str] = field(default=lambda case: _short_repr(case))
+
+    def __post_init__(self) -> None:
+        if not self.qid.isidentifier() or not self.name.isidentifier():
+            raise ValueError(f"question id {self.qid!r} and name {self.name!r} must be Python identifiers.")
+        if not self.visible:
+            raise ValueError(f"question {self.qid} needs at least one visible case.")
+
+    @property
+    def exercise(self) -> str:
+        return self.qid.split("_", 1)[0]
+
+    def expected(self, case: Case) -> Any:
+        """The reference output for a case: the library's own function, as plain data."""
+        return to_plain(self.oracle(**self.prepare(case)))
+
+    def hidden_cases(self, seed: int, n: int) -> list[Case]:
+        return self.hidden(random.Random(seed), n)
+
+    def judge(self, index: int, case: Case, got: Any, expected: Any | None = None) -> CaseResult:
+        """Compare a learner's (plain) output with the oracle's; never reveals the reference."""
+        expected = self.expected(case) if expected is None else expected
+        got = to_plain(got)
+        reason = self.compare(expected, got)
+        if reason is None:
+            return CaseResult(index, "passed")
+        hint = ""
+        for candidate in self.hints:
+            try:
+                if candidate.applies(case, expected, got):
+                    hint = candidate.message
+                    break
+            except Exception:  # a hint that cannot judge this output simply does not apply
+                continue
+        return CaseResult(index, "failed", reason, hint, _short_repr(got))
+
+    def run_case(self, index: int, case: Case, obj: Callable[..., Any]) -> CaseResult:
+        """Call the learner's object on one case in this process and judge the output (used by `check`)."""
+        try:
+            got = obj(**self.prepare(case))
+        except NotImplementedError:
+            return CaseResult(index, "not written", f"{self.name} still raises NotImplementedError")
+        except Exception as error:  # noqa: BLE001 - any learner error becomes feedback
+            return CaseResult(index, "error", f"{self.name} raised {type(error).__name__}: {error}")
+        return self.judge(index, case, got)
+
+
+_REGISTRY: dict[str, Question] = {}
+_builtins_loaded = False
+
+
+def register(question: Question) -> Question:
+    """Add a definition; a second definition of the same id replaces the first (instructor variants)."""
+    _REGISTRY[question.qid] = question
+    return question
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def all_questions() -> dict[str, Question]:
+    _load_builtins()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(qid: str) -> Question:
+    questions = all_questions()
+    if qid not in questions:
+        raise ValueError(f"unknown question id {qid!r}; the course has: {', '.join(questions)}.")
+    return questions[qid]
+
+
+def for_exercise(exercise: str) -> list[Question]:
+    """The questions of one exercise ("ex00"), in id order."""
+    return [q for q in all_questions().values() if q.exercise == exercise]
+
+
+def load_dir(folder: str | Path) -> list[Question]:
+    """Import every `*.py` in `folder` (an instructor's trusted question modules) and return what they add."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"--questions {folder}: not a folder of question modules (*.py).")
+    _load_builtins()
+    before = dict(_REGISTRY)
+    for path in sorted(folder.glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"mmcourse_private_questions.{path.stem}", path)
+        assert spec and spec.loader
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    return [q for qid, q in _REGISTRY.items() if before.get(qid) is not q]
+
