@@ -10,7 +10,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "doctor", "grading", "questions", "release", "tokenizer", "utils")
+_SUBMODULES = ("data", "doctor", "grading", "plotting", "questions", "release", "tokenizer", "utils")
 
 
 def __getattr__(name: str):

@@ -1,0 +1,28 @@
+# Two commands do all set-up on a machine with only Python 3.10+ and pip:
+#   make lab    creates .venv, installs the course, opens JupyterLab at lesson 00
+#   make test   creates or updates .venv, then runs the whole test suite
+PYTHON ?= python3
+VENV_PY := .venv/bin/python
+
+.PHONY: lab test release bench doctor
+
+lab:
+	$(PYTHON) -m mmcourse lab
+
+test:
+	$(PYTHON) -m mmcourse._bootstrap test
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+release:
+	$(PYTHON) -m mmcourse._bootstrap
+	$(VENV_PY) -m mmcourse release
+
+doctor:
+	$(PYTHON) -m mmcourse._bootstrap
+	$(VENV_PY) -m mmcourse doctor
+
+# Benchmarks are not part of `make test`; each prints a table.
+bench:
+	$(PYTHON) -m mmcourse._bootstrap test
+	$(VENV_PY) benchmarks/scene_generation.py
+	$(VENV_PY) benchmarks/course_runtime.py

@@ -1,0 +1,104 @@
+"""The `mmcourse` command (also `python -m mmcourse`): lab, doctor, release, start.
+
+Imports stay inside the commands: `python -m mmcourse lab` must run on a bare Python to set up `.venv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+FIRST_NOTEBOOK = "notebooks/00_welcome.ipynb"
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from . import _bootstrap
+
+    if args.here or _bootstrap.in_course_venv():
+        python = sys.executable
+    else:
+        try:
+            python = str(_bootstrap.ensure_venv())
+        except subprocess.CalledProcessError as error:
+            print(f"Installing the course failed ({error}). See 'Troubleshooting' in README.md.", file=sys.stderr)
+            return 1
+    command = [python, "-m", "jupyter", "lab", FIRST_NOTEBOOK, *args.jupyter_args]
+    print("Opening the course:", " ".join(command[2:]), flush=True)
+    try:
+        return subprocess.call(command, cwd=_bootstrap.ROOT)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    return doctor.main()
+
+
+def _release(args: argparse.Namespace) -> int:
+    from . import release
+
+    try:
+        stale = release.release(check=args.check)
+    except ValueError as error:
+        print(f"release: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        if stale:
+            print("exercises/ is out of date with solutions/:", *stale, sep="\n  ", file=sys.stderr)
+            print("Run `mmcourse release` and commit exercises/.", file=sys.stderr)
+            return 1
+        print("exercises/ is in sync with solutions/.")
+        return 0
+    print(f"Wrote exercises/ ({len(stale)} file(s) changed).")
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import release
+
+    try:
+        path, copied = release.start(args.exercise, Path(args.workspace) if args.workspace else None)
+    except ValueError as error:
+        print(f"start: {error}", file=sys.stderr)
+        return 2
+    if copied:
+        print(f"Your copy: {path}\nOpen it in JupyterLab; course updates never overwrite it.")
+    else:
+        print(f"You already have {path}; it was kept as it is (nothing overwritten).\n"
+              "To start afresh, rename or delete your copy first.")  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmcourse", description="Build a vision-language model, lesson by lesson.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lab = commands.add_parser("lab", help="set up .venv if needed and open JupyterLab at lesson 00")
+    lab.add_argument("--here", action="store_true", help="use this Python environment (conda) instead of .venv")
+    lab.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to `jupyter lab` (after --)")
+    lab.set_defaults(run=_lab)
+
+    doctor = commands.add_parser("doctor", help="check versions, device, checkpoints and notebooks")
+    doctor.set_defaults(run=_doctor)
+
+    release = commands.add_parser("release", help="write exercises/ from solutions/")
+    release.add_argument("--check", action="store_true", help="only compare; exit 1 naming stale files")
+    release.set_defaults(run=_release)
+
+    start = commands.add_parser("start", help="copy an exercise into your workspace/ (never overwrites)")
+    start.add_argument("exercise", help="e.g. ex00")
+    start.add_argument("--workspace", help="folder for your copies (default: workspace/ or $MMCOURSE_WORKSPACE)")
+    start.set_defaults(run=_start)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "jupyter_args", None) and args.jupyter_args[0] == "--":
+        args.jupyter_args = args.jupyter_args[1:]
+    return args.run(args)
