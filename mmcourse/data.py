@@ -297,19 +297,19 @@ def render(scene: Scene, size: int | None = None) -> Image.Image:
     outline_width = max(1, big // 100)
     for obj in scene.objects:
         left, top, right, bottom = cell_box(obj.position, big)
-        cell = min(right - left, bottom - top)
-        side = obj.size * cell
-        x0 = left + obj.dx * (cell - side)
-        y0 = top + obj.dy * (cell - side)
+        # PIL draws edges inclusively and outlines outward-ish: keep a margin so no pixel leaves the cell
+        margin = outline_width + 1
+        usable = min(right - left, bottom - top) - 2 * margin
+        side = obj.size * usable
+        x0 = left + margin + obj.dx * (usable - side)
+        y0 = top + margin + obj.dy * (usable - side)
         box = (x0, y0, x0 + side, y0 + side)
         fill = PALETTE[obj.color]
         polygon = _polygon(obj.shape, box)
         if obj.shape == "circle":
             draw.ellipse(box, fill=fill, outline=OUTLINE, width=outline_width)
         elif obj.shape == "square":
-            inset = side * 0.06  # a square looks bigger than a circle of the same side
-            draw.rectangle((x0 + inset, y0 + inset, x0 + side - inset, y0 + side - inset), fill=fill,
-                           outline=OUTLINE, width=outline_width)  # fmt: skip
+            draw.rectangle(box, fill=fill, outline=OUTLINE, width=outline_width)
         else:
             draw.polygon(polygon, fill=fill, outline=OUTLINE, width=outline_width)
     return canvas.resize((int(size), int(size)), Image.Resampling.BOX)

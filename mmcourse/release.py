@@ -51,6 +51,8 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
         raise ReleaseError(f"{path} is not valid notebook JSON ({error}); restore it from git.") from error
     except nbformat.ValidationError as error:
         raise ReleaseError(f"{path} is not a valid notebook: {error.message}; restore it from git.") from error
+    except (KeyError, TypeError, AttributeError, ValueError) as error:  # JSON, but not a notebook's structure
+        raise ReleaseError(f"{path} is not a valid notebook ({type(error).__name__}: {error}); restore it from git.") from error
     return notebook
 
 

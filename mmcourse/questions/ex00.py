@@ -106,13 +106,17 @@ def _encode_variant(text: str, vocab: dict, lower=True, strip=True, specials=Tru
 
 
 def _shifted(case, expected, got) -> bool:
-    return type(got) is list and len(got) == len(expected) and any(
-        all(type(g) is int and g == e + d for g, e in zip(got, expected)) for d in (-1, 1)
-    )
+    """The word ids (between [BOS] and [EOS]) all one too high or too low."""
+    inner = list(zip(got[1:-1], expected[1:-1]))
+    return len(got) == len(expected) > 2 and any(all(g == e + d for g, e in inner) for d in (-1, 1))
 
 
 def _no_specials(case, expected, got) -> bool:
     return got in (expected[1:-1], expected[1:], expected[:-1])
+
+
+def _one_word_lost(case, expected, got) -> bool:
+    return len(got) == len(expected) - 1 and any(got == expected[:i] + expected[i + 1 :] for i in range(len(expected)))
 
 
 def _step_skipped(**skip):
@@ -155,6 +159,8 @@ TOKENIZE = register(
         hints=(
             Hint("Every id is off by one: take ids straight from `vocab[word]`; they start at 0.", _shifted),
             Hint("Wrap the ids in the special tokens: vocab['[BOS]'] first, vocab['[EOS]'] last.", _no_specials),
+            Hint("One word has no id: every word of the text, the last one too, gets exactly one id; check the "
+                 "bounds of your loop or slice.", _one_word_lost),
             Hint("Lower-case the text first: 'RED' is not in the vocabulary, 'red' is.", _step_skipped(lower=False)),
             Hint("Replace punctuation other than commas by spaces ('circle?' -> 'circle') and keep each comma "
                  "as a word of its own.", _step_skipped(strip=False)),
