@@ -6,6 +6,7 @@ Imports stay inside the commands: `python -m mmcourse lab` must run on a bare Py
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -23,8 +24,14 @@ def _lab(args: argparse.Namespace) -> int:
         except subprocess.CalledProcessError as error:
             print(f"Installing the course failed ({error}). See 'Troubleshooting' in README.md.", file=sys.stderr)
             return 1
-    command = [python, "-m", "jupyter", "lab", FIRST_NOTEBOOK, *args.jupyter_args]
-    print("Opening the course:", " ".join(command[2:]), flush=True)
+    # The course root is the server's root (lessons, exercises and the learner's workspace side by side);
+    # the browser opens at lesson 00.
+    command = [python, "-m", "jupyter", "lab", f"--ServerApp.root_dir={_bootstrap.ROOT}",
+               f"--LabApp.default_url=/lab/tree/{FIRST_NOTEBOOK}", *args.jupyter_args]  # fmt: skip
+    print(f"Opening the course at {FIRST_NOTEBOOK} (Ctrl-C stops JupyterLab)", flush=True)
+    if os.name == "posix":  # become the server, so that signals (Ctrl-C, a terminate) reach it directly
+        os.chdir(_bootstrap.ROOT)
+        os.execv(python, command)
     try:
         return subprocess.call(command, cwd=_bootstrap.ROOT)
     except KeyboardInterrupt:

@@ -1,0 +1,61 @@
+"""The `mmcourse` command: doctor, and `lab` really serving the course in JupyterLab."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+
+from conftest import ROOT, free_port, jupyter_env, lab_server_args, wait_for_server
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "mmcourse", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def test_console_script_is_installed():
+    script = shutil.which("mmcourse", path=os.path.dirname(sys.executable))
+    assert script, "the `mmcourse` console script is missing from the environment"
+    done = subprocess.run([script, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "release" in done.stdout and "doctor" in done.stdout
+
+
+def test_doctor_passes_here():
+    done = run("doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok   torch" in done.stdout and "Ready" in done.stdout
+
+
+def test_doctor_names_a_missing_package(tmp_path):
+    (tmp_path / "transformers.py").write_text("raise ImportError('simulated: transformers is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = run("doctor", env=env)
+    assert done.returncode == 1
+    assert "BAD  transformers" in done.stdout and "simulated" in done.stdout and "make lab" in done.stdout
+
+
+def test_unknown_command_is_a_usage_error():
+    done = run("fly")
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_lab_opens_jupyterlab_at_lesson_00(tmp_path):
+    port, token = free_port(), "mmcourse-test"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mmcourse", "lab", "--here", "--", *lab_server_args(port, token)],
+        cwd=ROOT, env=jupyter_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_server(f"{base}/api/status?token={token}", process)
+        url = f"{base}/api/contents/notebooks/00_welcome.ipynb?content=0&token={token}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert json.load(response)["type"] == "notebook"
+        with urllib.request.urlopen(f"{base}/?token={token}", timeout=10) as page:  # the default page
+            assert page.url.split("?")[0].endswith("/lab/tree/notebooks/00_welcome.ipynb")
+            assert page.status == 200 and "JupyterLab" in page.read().decode()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "Opening the course at notebooks/00_welcome.ipynb" in output
