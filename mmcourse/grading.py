@@ -19,7 +19,7 @@ _ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "not written": "✏
 
 def run_visible(question: Question, obj) -> list[CaseResult]:
     if not callable(obj):
-        return [CaseResult(0, "error", f"{question.name} should be a function, got a {type(obj).__name__}")]
+        return [CaseResult(-1, "error", f"{question.name} should be a function, got a {type(obj).__name__}")]
     return [question.run_case(i, case, obj) for i, case in enumerate(question.visible)]
 
 
@@ -34,9 +34,10 @@ def _verdict(question: Question, results: Sequence[CaseResult]) -> tuple[str, li
             f"{_ICONS['not written']} {question.qid}: {question.name} is not written yet.",
             [("to do", question.prompt), ("how", "replace `raise NotImplementedError(...)` with your code, run the cell, then this one")],
         )
+    if bad.index < 0:  # not about any case: the object itself is unusable
+        return f"{_ICONS[bad.status]} {question.qid}: {bad.reason}.", [("to do", question.prompt)]
     headline = f"{_ICONS[bad.status]} {question.qid}: {question.name} fails visible case {bad.index + 1} of {total}."
-    details = [("case", question.describe(question.visible[bad.index])) if bad.index < total else ("case", "-")]
-    details.append(("problem", bad.reason))
+    details = [("case", question.describe(question.visible[bad.index])), ("problem", bad.reason)]
     if bad.got:
         details.append(("you returned", bad.got))
     if bad.hint:

@@ -100,6 +100,17 @@ def test_not_written_and_not_callable_and_raising(capsys):
     assert "raised ZeroDivisionError" in capsys.readouterr().out
 
 
+def test_a_function_that_changes_its_arguments_cannot_change_the_cases():
+    def vandal(text, vocab):
+        vocab.clear()
+        return []
+
+    question = questions.get("ex00_tokenize")
+    before = [dict(case["vocab"]) for case in question.visible]
+    assert grading.check("ex00_tokenize", vandal) is False
+    assert [case["vocab"] for case in question.visible] == before
+
+
 def test_unknown_question_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown question id 'ex99_x'.*ex00_caption"):
         grading.check("ex99_x", print)

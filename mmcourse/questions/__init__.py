@@ -17,6 +17,7 @@ variants from a folder (`load_dir`).
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import pkgutil
@@ -230,13 +231,15 @@ class Question:
 
     def run_case(self, index: int, case: Case, obj: Callable[..., Any]) -> CaseResult:
         """Call the learner's object on one case in this process and judge the output (used by `check`)."""
+        expected = self.expected(case)
         try:
-            got = obj(**self.prepare(case))
+            # a deep copy: a learner's function that changes its arguments must not change the case
+            got = obj(**self.prepare(copy.deepcopy(case)))
         except NotImplementedError:
             return CaseResult(index, "not written", f"{self.name} still raises NotImplementedError")
         except Exception as error:  # noqa: BLE001 - any learner error becomes feedback
             return CaseResult(index, "error", f"{self.name} raised {type(error).__name__}: {error}")
-        return self.judge(index, case, got)
+        return self.judge(index, case, got, expected)
 
 
 _REGISTRY: dict[str, Question] = {}
