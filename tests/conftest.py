@@ -89,3 +89,48 @@ def wait_for_server(url: str, process, seconds: float = 60) -> None:
         except OSError:
             time.sleep(0.3)
     raise AssertionError(f"the Jupyter server did not answer {url} within {seconds} s")
+
+
+# Tests never reach the Hugging Face Hub: a hub id must fail fast, as it does for an offline learner.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def nano_clip_folder(tmp_path_factory) -> Path:
+    """A random-weight tiny CLIP saved like a shipped one (model, tokenizer, processor config)."""
+    from mmcourse import contrastive
+    from mmcourse.tokenizer import build_tokenizer
+    from mmcourse.train import save_clip_extras
+
+    folder = tmp_path_factory.mktemp("nano-clip")
+    torch_seed = __import__("torch").manual_seed(0)  # noqa: F841 - deterministic random weights
+    config = contrastive.PRESETS["nano"]
+    contrastive.build_clip(config).save_pretrained(folder)
+    save_clip_extras(folder, build_tokenizer(), config)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def vit_b32_folder(tmp_path_factory) -> Path:
+    """A random-weight CLIP with the layout of openai/clip-vit-base-patch32 (224 px, patch 32, 768 wide).
+
+    Two layers instead of twelve keep it small; nothing about the layout the course relies on changes.
+    """
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    folder = tmp_path_factory.mktemp("vit-b32")
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=1, num_attention_heads=8,
+                         vocab_size=1000, eos_token_id=999),
+        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=2, num_attention_heads=12,
+                           image_size=224, patch_size=32),
+        projection_dim=512,
+    )  # fmt: skip
+    CLIPModel(config).save_pretrained(folder)
+    # OpenAI's preprocessing: shortest edge to 224 (bicubic), center crop 224, CLIP mean/std
+    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}, resample=3,
+                       image_mean=[0.48145466, 0.4578275, 0.40821073],
+                       image_std=[0.26862954, 0.26130258, 0.27577711]).save_pretrained(folder)  # fmt: skip
+    return folder

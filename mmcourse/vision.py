@@ -1,0 +1,178 @@
+"""The CLIP vision encoder: preprocessing, patches and [CLS], and spatial patch features.
+
+Lessons 01 and 02 teach it. `VisionEncoder` wraps a Hugging Face `CLIPVisionModel` and its
+`CLIPImageProcessor` behind the tutorial's API:
+
+- `preprocess(images)` -> pixel values (B, 3, H, W): resize, center-crop, rescale to [0, 1], normalize;
+- `extract_features(images)` -> {"pooled_output": (B, D), "last_hidden_state": (B, 1 + N, D)};
+- `get_spatial_features(images, as_grid=False)` -> the patch tokens without [CLS], (B, N, D) or (B, H, W, D).
+
+`pooled_output` is the post-layernorm [CLS] token (`pooler_output`): one vector for the whole image. The patch
+tokens keep *where*: patch n covers row n // W, column n % W of the patch grid. `layer=-2` reads the
+penultimate layer instead of the last, as LLaVA does.
+
+It takes one image or a list: PIL images of any mode (RGBA, L, I;16 ...) or arrays (H, W), (H, W, 3|4) of
+uint8 or floats in [0, 1]; each is converted to RGB. It works unchanged on a real CLIP folder such as
+`openai/clip-vit-base-patch32` (224 px, patch 32, 768 wide: 7x7 patches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .utils import get_device
+
+#: OpenAI CLIP's normalization, used by every CLIP checkpoint and by the shipped `shapes-clip`.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def rescale(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels 0..255 -> floats 0..1. (B, 3, H, W) -> (B, 3, H, W)"""
+    return images.float() / 255.0
+
+
+def normalize_pixels(images: torch.Tensor, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> torch.Tensor:
+    """Per-channel (x - mean) / std. (B, 3, H, W) -> (B, 3, H, W)"""
+    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - mean_t) / std_t
+
+
+def pixel_values_from_uint8(images: torch.Tensor) -> torch.Tensor:
+    """The fast path for images already at the model's size (the shapes world): rescale, then normalize."""
+    return normalize_pixels(rescale(images))
+
+
+def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut images into flattened patches, row by row. (B, C, H, W) -> (B, N, C * P * P), N = (H/P) * (W/P)."""
+    b, c, h, w = pixel_values.shape
+    if h % patch_size or w % patch_size:
+        raise ValueError(f"an image of {h}x{w} px does not split into {patch_size} px patches.")
+    grid = pixel_values.reshape(b, c, h // patch_size, patch_size, w // patch_size, patch_size)  # (B, C, H', P, W', P)
+    grid = grid.permute(0, 2, 4, 1, 3, 5)  # (B, H', W', C, P, P)
+    return grid.reshape(b, (h // patch_size) * (w // patch_size), c * patch_size * patch_size)  # (B, N, C*P*P)
+
+
+def to_rgb(image) -> Image.Image:
+    """A PIL RGB image from a PIL image of any mode or an array/tensor (H, W), (H, W, 3|4) or (3|4, H, W)."""
+    if isinstance(image, Image.Image):
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit (or 32-bit int) grayscale: scale to 8 bits
+            array = np.asarray(image, dtype=np.float64)
+            top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+            return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+        if image.mode == "F":
+            return to_rgb(np.asarray(image))
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))  # transparent -> white, like a browser
+            return Image.alpha_composite(background, rgba).convert("RGB")
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"cannot read a {type(image).__name__} as an image; pass a PIL image or an array (H, W, 3).")
+    array = image
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = array.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or min(array.shape[:2]) < 1:
+        raise ValueError(
+            f"an image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {tuple(array.shape)}."
+        )
+    if array.dtype == np.uint8:
+        pass
+    elif array.dtype == np.uint16:
+        array = (array / 257.0 + 0.5).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError("the image array contains NaN or infinity.")
+        if array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                f"a float image must hold values in [0, 1], got {array.min():.3g} .. {array.max():.3g}; "
+                "divide uint8 pixels by 255 (or pass them as uint8)."
+            )
+        array = (array * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise ValueError(f"unsupported image dtype {array.dtype}; use uint8, uint16 or floats in [0, 1].")
+    return to_rgb(Image.fromarray(array))
+
+
+class VisionEncoder:
+    """The tutorial's vision encoder on a Hugging Face `CLIPVisionModel`: frozen, batched, no-grad.
+
+    `model_name`: a shipped name ("shapes-clip"), a local CLIP folder, or a hub id (see `checkpoints`).
+    `layer`: which hidden state `last_hidden_state` and the spatial features come from: -1 the last layer,
+    -2 the penultimate (LLaVA's choice), any index of `hidden_states` (0 = the patch embeddings).
+    """
+
+    def __init__(self, model_name: str = "shapes-clip", layer: int = -1, device: torch.device | str | None = None,
+                 batch_size: int = 64) -> None:  # fmt: skip
+        from transformers import CLIPImageProcessor, CLIPVisionModel
+
+        from . import checkpoints
+
+        self.model_name = model_name
+        self.device = torch.device(device) if device is not None else get_device()
+        self.model = checkpoints.from_pretrained(CLIPVisionModel, model_name).to(self.device).eval()
+        self.model.requires_grad_(False)
+        self.processor = checkpoints.from_pretrained(CLIPImageProcessor, model_name)
+        n_states = self.model.config.num_hidden_layers + 1
+        if not isinstance(layer, int) or not -n_states <= layer < n_states:
+            raise ValueError(f"layer must be an int in [{-n_states}, {n_states - 1}] for this model "
+                             f"({n_states - 1} layers; -1 last, -2 penultimate), got {layer!r}.")  # fmt: skip
+        self.layer = layer
+        self.batch_size = batch_size
+
+    @property
+    def image_size(self) -> int:
+        return self.model.config.image_size
+
+    @property
+    def patch_size(self) -> int:
+        return self.model.config.patch_size
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side: 9 for shapes-clip (72 / 8), 7 for ViT-B/32 (224 / 32)."""
+        return self.image_size // self.patch_size
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def _images(self, images) -> list[Image.Image]:
+        batch = list(images) if isinstance(images, (list, tuple)) else [images]
+        if not batch:
+            raise ValueError("no images given: pass one image or a non-empty list.")
+        return [to_rgb(image) for image in batch]
+
+    def preprocess(self, images) -> torch.Tensor:
+        """Resize, center-crop, rescale, normalize with the model's own processor: (B, 3, H, W) on the device."""
+        pixels = self.processor(images=self._images(images), return_tensors="pt")["pixel_values"]
+        return pixels.to(self.device)
+
+    @torch.no_grad()
+    def extract_features(self, images) -> dict[str, torch.Tensor]:
+        """{"pooled_output": (B, D) post-layernorm [CLS], "last_hidden_state": (B, 1 + N, D) of the chosen layer}."""
+        rgb = self._images(images)
+        pooled, hidden = [], []
+        for start in range(0, len(rgb), self.batch_size):
+            pixels = self.preprocess(rgb[start : start + self.batch_size])
+            out = self.model(pixel_values=pixels, output_hidden_states=self.layer != -1)
+            pooled.append(out.pooler_output)
+            hidden.append(out.last_hidden_state if self.layer == -1 else out.hidden_states[self.layer])
+        return {"pooled_output": torch.cat(pooled), "last_hidden_state": torch.cat(hidden)}
+
+    def get_spatial_features(self, images, as_grid: bool = False) -> torch.Tensor:
+        """The patch tokens without [CLS]: (B, N, D), or with `as_grid` (B, H, W, D) in image layout."""
+        tokens = self.extract_features(images)["last_hidden_state"][:, 1:]  # (B, N, D)
+        if not as_grid:
+            return tokens
+        b, n, d = tokens.shape
+        return tokens.reshape(b, self.grid_size, self.grid_size, d)  # (B, H, W, D)
