@@ -81,6 +81,48 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from . import train
+
+    recipe = train.ClipRecipe()
+    if args.steps:
+        recipe = replace(recipe, train=replace(recipe.train, steps=args.steps))
+    try:
+        train.train_clip(args.run_dir, recipe)
+    except ValueError as error:
+        print(f"train: {error}", file=sys.stderr)
+        return 2
+    if args.ship:
+        print(f"Shipped {train.ship_clip(args.run_dir)}")
+    return _print_clip_metrics(f"{args.run_dir}/last", 1000, 0)
+
+
+def _print_clip_metrics(name: str, size: int, start: int) -> int:
+    from transformers import CLIPModel
+
+    from . import checkpoints, contrastive
+    from .tokenizer import build_tokenizer
+
+    model = checkpoints.from_pretrained(CLIPModel, name).eval()
+    metrics = contrastive.evaluate_clip(model, build_tokenizer(), size, size, split="test", start=start)
+    print(f"{name}: {size} fresh test scenes per group (start {start})")
+    for metric, value in metrics.items():
+        print(f"  {metric:32} {value * 100:6.1f} %")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .checkpoints import CheckpointError
+
+    try:
+        return _print_clip_metrics(args.name, args.n, args.start)
+    except (CheckpointError, ValueError) as error:
+        print(f"eval: {error}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcourse", description="Build a vision-language model, lesson by lesson.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -101,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("exercise", help="e.g. ex00")
     start.add_argument("--workspace", help="folder for your copies (default: workspace/ or $MMCOURSE_WORKSPACE)")
     start.set_defaults(run=_start)
+
+    train = commands.add_parser("train", help="train (or resume) a course model: `mmcourse train clip`")
+    train.add_argument("what", choices=["clip"])
+    train.add_argument("--run-dir", default="runs/shapes-clip", help="where checkpoints go; rerun to resume")
+    train.add_argument("--steps", type=int, help="override the recipe's number of steps")
+    train.add_argument("--ship", action="store_true", help="maintainers: copy the finished run into the package")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="print a model's metrics table: `mmcourse eval clip`")
+    evaluate.add_argument("what", choices=["clip"])
+    evaluate.add_argument("name", nargs="?", default="shapes-clip", help="shipped name or CLIP folder")
+    evaluate.add_argument("--n", type=int, default=1000, help="scenes per group (default 1000)")
+    evaluate.add_argument("--start", type=int, default=0, help="first test-split example (fresh scenes: any other)")
+    evaluate.set_defaults(run=_eval)
     return parser
 
 

@@ -87,8 +87,12 @@ def train_loop(
     evaluate: Callable[[torch.nn.Module, int], dict] | None = None,
     save_extra: Callable[[Path], None] | None = None,
     progress: bool = True,
+    stop_at: int | None = None,
 ) -> TrainResult:
-    """Train `model` for `config.steps` steps of `step_loss(model, step) -> (loss, logs)`; resume from `run_dir`."""
+    """Train `model` for `config.steps` steps of `step_loss(model, step) -> (loss, logs)`; resume from `run_dir`.
+
+    `stop_at` pauses after that step (saving first): run again to continue where it stopped.
+    """
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     run_dir = Path(run_dir)
@@ -110,7 +114,8 @@ def train_loop(
         history = json.loads((last / "history.json").read_text())
     model.train()
     wall0, cpu0 = time.perf_counter() - clock["wall"], time.process_time() - clock["cpu"]
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress, desc="training")
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
+    bar = tqdm(range(start, end), initial=start, total=config.steps, disable=not progress, desc="training")
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_factor(step, config)
@@ -131,10 +136,10 @@ def train_loop(
         clock = {"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0}
         record.update(wall_seconds=clock["wall"], cpu_seconds=clock["cpu"])
         history.append(record)
-        if done % config.save_every == 0 or done == config.steps:
+        if done % config.save_every == 0 or done in (config.steps, end):
             _save(model, last, optimizer, done, history, clock, save_extra)
     model.eval()
-    return TrainResult(config.steps, history, clock["wall"], clock["cpu"])
+    return TrainResult(max(start, end), history, clock["wall"], clock["cpu"])
 
 
 # --- the shapes-clip recipe ----------------------------------------------------------------------------
@@ -186,7 +191,8 @@ def clip_step_loss(recipe: ClipRecipe, tokenizer):
     return step_loss
 
 
-def train_clip(run_dir: str | Path, recipe: ClipRecipe = ClipRecipe(), eval_scenes: int = 300, progress: bool = True):
+def train_clip(run_dir: str | Path, recipe: ClipRecipe = ClipRecipe(), eval_scenes: int = 300, progress: bool = True,
+               stop_at: int | None = None):  # fmt: skip
     """Train (or resume) a shapes-world CLIP; returns (model, TrainResult). `RUN/last` is a complete HF folder."""
     tokenizer = build_tokenizer()
     seed_everything(recipe.train.seed)
@@ -206,7 +212,8 @@ def train_clip(run_dir: str | Path, recipe: ClipRecipe = ClipRecipe(), eval_scen
     else:
         recipe_file.write_text(json.dumps(described, indent=1) + "\n")
     result = train_loop(model, clip_step_loss(recipe, tokenizer), recipe.train, run_dir, evaluate,
-                        save_extra=lambda folder: save_clip_extras(folder, tokenizer, recipe.model), progress=progress)  # fmt: skip
+                        save_extra=lambda folder: save_clip_extras(folder, tokenizer, recipe.model), progress=progress,
+                        stop_at=stop_at)  # fmt: skip
     return model, result
 
 

@@ -58,6 +58,25 @@ def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     return grid.reshape(b, (h // patch_size) * (w // patch_size), c * patch_size * patch_size)  # (B, N, C*P*P)
 
 
+def spatial_grid(last_hidden_state: torch.Tensor) -> torch.Tensor:
+    """Drop [CLS] and lay the patch tokens out as the image: (B, 1 + N, D) -> (B, H, W, D), H = W = sqrt(N)."""
+    tokens = last_hidden_state[:, 1:]  # (B, N, D)
+    b, n, d = tokens.shape
+    side = int(round(n**0.5))
+    if side * side != n:
+        raise ValueError(f"{n} patch tokens do not form a square grid; expected (B, 1 + H*W, D) with [CLS] first.")
+    return tokens.reshape(b, side, side, d)  # (B, H, W, D)
+
+
+def patch_similarity_map(grid: torch.Tensor, row: int, col: int) -> torch.Tensor:
+    """Cosine similarity of every patch to patch (row, col): (H, W, D) -> (H, W), 1 at the chosen patch."""
+    h, w, d = grid.shape
+    if not (0 <= row < h and 0 <= col < w):
+        raise ValueError(f"patch ({row}, {col}) is outside the {h}x{w} grid.")
+    unit = torch.nn.functional.normalize(grid.reshape(h * w, d), dim=-1)  # (H*W, D)
+    return (unit @ unit[row * w + col]).reshape(h, w)  # (H, W)
+
+
 def to_rgb(image) -> Image.Image:
     """A PIL RGB image from a PIL image of any mode or an array/tensor (H, W), (H, W, 3|4) or (3|4, H, W)."""
     if isinstance(image, Image.Image):
@@ -171,8 +190,5 @@ class VisionEncoder:
 
     def get_spatial_features(self, images, as_grid: bool = False) -> torch.Tensor:
         """The patch tokens without [CLS]: (B, N, D), or with `as_grid` (B, H, W, D) in image layout."""
-        tokens = self.extract_features(images)["last_hidden_state"][:, 1:]  # (B, N, D)
-        if not as_grid:
-            return tokens
-        b, n, d = tokens.shape
-        return tokens.reshape(b, self.grid_size, self.grid_size, d)  # (B, H, W, D)
+        hidden = self.extract_features(images)["last_hidden_state"]  # (B, 1 + N, D)
+        return spatial_grid(hidden) if as_grid else hidden[:, 1:]  # (B, H, W, D) or (B, N, D)

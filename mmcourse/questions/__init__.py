@@ -39,7 +39,12 @@ def to_plain(value: Any) -> Any:
     """
     module = type(value).__module__
     if module.startswith("torch") and hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
+        import torch
+
+        value = value.detach().cpu()
+        value = (value.float() if value.dtype in (torch.float16, torch.bfloat16) else value).numpy()
+    if type(value) is np.ndarray and value.ndim == 0:  # a scalar tensor is a number
+        return value.item()
     if isinstance(value, np.generic):
         return value.item()
     if type(value) in (list, tuple):
