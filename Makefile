@@ -25,4 +25,5 @@ doctor:
 bench:
 	$(PYTHON) -m mmcourse._bootstrap test
 	$(VENV_PY) benchmarks/scene_generation.py
+	$(VENV_PY) benchmarks/clip.py
 	$(VENV_PY) benchmarks/course_runtime.py

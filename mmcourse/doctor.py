@@ -10,7 +10,6 @@ import importlib.metadata
 import platform
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 #: distribution -> the module to import; the course cannot run without these.
 REQUIRED = {
@@ -26,9 +25,9 @@ REQUIRED = {
     "jupyterlab": "jupyterlab",
     "ipykernel": "ipykernel",
     "nbformat": "nbformat",
+    "scikit-image": "skimage",
 }
 OPTIONAL = {"pytest": "pytest", "nbval": "nbval", "hypothesis": "hypothesis", "playwright": "playwright"}
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -59,11 +58,21 @@ def _device() -> Finding:
     return Finding("device", True, str(device))
 
 
-def shipped_checkpoints() -> list[str]:
-    """Names of the checkpoint folders shipped inside the package (each has a config.json)."""
-    if not WEIGHTS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "config.json").is_file())
+def _checkpoints() -> list[Finding]:
+    from . import checkpoints
+
+    names = checkpoints.shipped()
+    if not names:
+        return [Finding("checkpoints", True, "none shipped in this version")]
+    findings = []
+    for name in names:
+        try:
+            checkpoints.path(name)  # verifies every file against the manifest
+        except checkpoints.CheckpointError as error:
+            findings.append(Finding(name, False, str(error)))
+        else:
+            findings.append(Finding(name, True, "shipped checkpoint, all files verified"))
+    return findings
 
 
 def _notebooks() -> Finding:
@@ -90,8 +99,7 @@ def run() -> list[Finding]:
     findings += [_package(d, m, False) for d, m in OPTIONAL.items()]
     if all(f.ok for f in findings):
         findings.append(_device())
-        names = shipped_checkpoints()
-        findings.append(Finding("checkpoints", True, ", ".join(names) if names else "none shipped in this version"))
+        findings += _checkpoints()
         findings.append(_notebooks())
     return findings
 
