@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -68,15 +69,20 @@ def _save(model, folder: Path, optimizer, step: int, history: list, clock: dict,
         save_extra(tmp)
     torch.save({"optimizer": optimizer.state_dict(), "step": step, "clock": clock}, tmp / "trainer_state.pt")
     (tmp / "history.json").write_text(json.dumps(history, indent=1))
-    if folder.exists():  # replace the previous checkpoint only once the new one is complete
-        old = folder.with_name(folder.name + ".old")
+    # replace the previous checkpoint only once the new one is complete; `_recover` mends an interruption
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
         folder.rename(old)
-        tmp.rename(folder)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        tmp.rename(folder)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(folder: Path) -> None:
+    """After a crash between the two renames of `_save`, the previous complete checkpoint is `last.old`."""
+    old = folder.with_name(folder.name + ".old")
+    if not folder.exists() and (old / "trainer_state.pt").exists():
+        old.rename(folder)
 
 
 def train_loop(
@@ -104,10 +110,11 @@ def train_loop(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr
     )
     start, history, clock = 0, [], {"wall": 0.0, "cpu": 0.0}
+    _recover(last)
     if (last / "trainer_state.pt").exists():
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(last / "model.safetensors"), strict=False)
+        model.load_state_dict(load_file(last / "model.safetensors"))
         state = torch.load(last / "trainer_state.pt", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         start, clock = state["step"], state["clock"]
@@ -258,8 +265,6 @@ def metrics_table(metrics: dict[str, float]) -> str:
 
 def ship_clip(run_dir: str | Path, name: str = "shapes-clip", eval_size: int = 1000) -> Path:
     """Copy a finished run into the package as a shipped checkpoint: weights, tokenizer, processor, card, manifest."""
-    import shutil
-
     from . import checkpoints
 
     last = Path(run_dir) / "last"

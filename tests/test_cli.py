@@ -59,3 +59,17 @@ def test_lab_opens_jupyterlab_at_lesson_00(tmp_path):
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert "Opening the course at notebooks/00_welcome.ipynb" in output
+
+
+def test_eval_clip_prints_the_metrics_table():
+    done = run("eval", "clip", "--n", "40", "--start", "123")
+    assert done.returncode == 0, done.stderr
+    for metric in ("zero-shot color_shape", "zero-shot position", "withheld zero-shot position", "R@1", "R@5 (3 obj)"):
+        assert metric in done.stdout
+
+
+def test_eval_of_an_unknown_model_is_one_clear_error():
+    done = run("eval", "clip", "nobody/no-such-clip", env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2
+    assert "cannot load 'nobody/no-such-clip'" in done.stderr and "shapes-clip" in done.stderr
+    assert "Traceback" not in done.stderr
