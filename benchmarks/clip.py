@@ -50,7 +50,10 @@ def encoder_table(n: int = 256) -> None:
 
 
 def loss_table() -> None:
-    from transformers.models.clip.modeling_clip import clip_loss
+    from transformers.models.clip import modeling_clip
+
+    # the function CLIPModel(return_loss=True) calls (named clip_loss before transformers 5)
+    clip_loss = getattr(modeling_clip, "image_text_contrastive_loss", None) or modeling_clip.clip_loss
 
     print("\n2. ContrastiveLoss vs Hugging Face clip_loss (same embeddings, temperature 0.07, median of 20)")
     print(f"{'batch':>6} {'|ours - HF|':>12} {'ours ms':>9} {'HF ms':>9} {'ours / HF':>10}")
@@ -72,7 +75,7 @@ def loss_table() -> None:
 def training_table(out: Path, steps: int = 20) -> None:
     recipe = train.ClipRecipe()
     with tempfile.TemporaryDirectory() as folder:
-        result = train.train_clip(folder, recipe, progress=False, stop_at=steps)
+        result = train.train_clip(folder, recipe, progress=False, stop_at=steps)[1]
     rows = result.history
     per_step = statistics.median(b["wall_seconds"] - a["wall_seconds"] for a, b in zip(rows, rows[1:]))
     print(f"\n3. Training the shapes-clip recipe (batch {recipe.train.batch_size}, {recipe.train.threads} threads)")
