@@ -103,8 +103,10 @@ def _unknown(name: str, error: Exception) -> CheckpointError:
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
-    """Loading a CLIPVisionModel from a full CLIP folder lists every text-tower key as unexpected: harmless."""
+def quiet_transformers():
+    """Silence transformers' harmless notices: the text-tower keys listed as unexpected when a CLIPVisionModel loads
+    from a full CLIP folder, the CLIPImageProcessor -> CLIPImageProcessorPil fallback without torchvision, and
+    loading/saving progress bars."""
     from transformers.utils import logging
 
     level = logging.get_verbosity()
@@ -126,7 +128,7 @@ def from_pretrained(cls, name: str | os.PathLike, **kwargs):
     if not local and Path(resolved).exists():
         raise CheckpointError(f"{resolved!r} is a file; pass the folder that holds config.json.")
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             return cls.from_pretrained(resolved, **kwargs)
     except OSError as error:
         if local:

@@ -64,7 +64,10 @@ class TrainResult:
 def _save(model, folder: Path, optimizer, step: int, history: list, clock: dict, save_extra) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp)
+    from .checkpoints import quiet_transformers
+
+    with quiet_transformers():
+        model.save_pretrained(tmp)
     if save_extra:
         save_extra(tmp)
     torch.save({"optimizer": optimizer.state_dict(), "step": step, "clock": clock}, tmp / "trainer_state.pt")
@@ -99,9 +102,16 @@ def train_loop(
 
     `stop_at` pauses after that step (saving first): run again to continue where it stopped.
     """
+    threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    try:
+        return _train(model, step_loss, config, Path(run_dir), evaluate, save_extra, progress, stop_at)
+    finally:
+        torch.set_num_threads(threads)  # the caller's setting, e.g. the rest of a notebook
+
+
+def _train(model, step_loss, config, run_dir, evaluate, save_extra, progress, stop_at) -> TrainResult:
     seed_everything(config.seed)
-    run_dir = Path(run_dir)
     last = run_dir / "last"
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
@@ -226,13 +236,16 @@ def train_clip(run_dir: str | Path, recipe: ClipRecipe = ClipRecipe(), eval_scen
 
 def save_clip_extras(folder: Path, tokenizer, config: contrastive.ClipConfig) -> None:
     """What makes a CLIP folder self-contained: its tokenizer and its image processor's configuration."""
-    from transformers import CLIPImageProcessor
+    from .checkpoints import quiet_transformers
 
     tokenizer.save_pretrained(folder)
-    CLIPImageProcessor(
-        size={"shortest_edge": config.image_size}, crop_size={"height": config.image_size, "width": config.image_size},
-        image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD),
-    ).save_pretrained(folder)  # fmt: skip
+    with quiet_transformers():
+        from transformers import CLIPImageProcessor
+
+        CLIPImageProcessor(
+            size={"shortest_edge": config.image_size}, crop_size={"height": config.image_size, "width": config.image_size},
+            image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD),
+        ).save_pretrained(folder)  # fmt: skip
 
 
 def recipe_dict(recipe: ClipRecipe) -> dict:

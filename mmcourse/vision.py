@@ -132,10 +132,10 @@ class VisionEncoder:
 
     def __init__(self, model_name: str = "shapes-clip", layer: int = -1, device: torch.device | str | None = None,
                  batch_size: int = 64) -> None:  # fmt: skip
-        from transformers import CLIPImageProcessor, CLIPVisionModel
-
         from . import checkpoints
 
+        with checkpoints.quiet_transformers():  # the import itself announces the Pillow fallback
+            from transformers import CLIPImageProcessor, CLIPVisionModel
         self.model_name = model_name
         self.device = torch.device(device) if device is not None else get_device()
         self.model = checkpoints.from_pretrained(CLIPVisionModel, model_name).to(self.device).eval()

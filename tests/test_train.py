@@ -18,7 +18,13 @@ def nano_recipe(steps, batch_size=64):
 
 def test_smoke_training_falls_clearly_below_chance(tmp_path):
     recipe = nano_recipe(100)
-    model, result = train.train_clip(tmp_path / "run", recipe, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, result = train.train_clip(tmp_path / "run", recipe, progress=False)
+        assert torch.get_num_threads() == 1  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(threads)
     losses = [r["loss"] for r in result.history]
     chance = math.log(recipe.train.batch_size)
     first, last = sum(losses[:5]) / 5, sum(losses[-10:]) / 10
