@@ -10,7 +10,10 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "doctor", "grading", "plotting", "questions", "release", "tokenizer", "utils")
+_SUBMODULES = (
+    "checkpoints", "contrastive", "data", "doctor", "grading", "metrics", "plotting", "projection", "questions",
+    "release", "tokenizer", "train", "utils", "vision",
+)  # fmt: skip
 
 
 def __getattr__(name: str):

@@ -337,29 +337,33 @@ def caption(scene: Scene) -> str:
     return _join([f"{o.phrase} at the {o.position}" for o in scene.in_reading_order])
 
 
-_OBJECT_RE = re.compile(
-    r"an? (?P<color>{}) (?P<shape>{}) at the (?P<position>{})".format(
-        "|".join(COLORS), "|".join(SHAPES), "|".join(sorted(POSITIONS, key=len, reverse=True))
-    )
+_OBJECT = r"(an?) ({}) ({}) at the ({})".format(
+    "|".join(COLORS), "|".join(SHAPES), "|".join(sorted(POSITIONS, key=len, reverse=True))
 )
+_CAPTION_RES = [
+    re.compile(rf"^{_OBJECT}$"),
+    re.compile(rf"^{_OBJECT} and {_OBJECT}$"),
+    re.compile(rf"^{_OBJECT}, {_OBJECT} and {_OBJECT}$"),
+]
 
 
 def parse_caption(text: str) -> list[tuple[str, str, str]] | None:
     """The (color, shape, position) triples of a caption in the grammar of `caption`, or None if it is not.
 
-    Case, commas and spacing are normalized first, so a decoded "a red circle at the top left , a ..." parses.
+    Case, spacing around commas and a final full stop are normalized first, so a decoded
+    "A red circle at the top left , a ..." parses; anything else outside the grammar does not.
     """
-    words = re.sub(r"[^\w\s]", " ", text.lower()).split()
-    flat = " ".join(w for w in words if w != "and")
-    triples: list[tuple[str, str, str]] = []
-    pos = 0
-    while pos < len(flat):
-        match = _OBJECT_RE.match(flat, pos)
-        if not match or (match.end() < len(flat) and flat[match.end()] != " "):
-            return None
-        triples.append((match["color"], match["shape"], match["position"]))
-        pos = match.end() + 1
-    return triples or None
+    normal = re.sub(r"[^\w\s,]", " ", text.lower())
+    normal = " ".join(re.sub(r"\s*,\s*", ", ", normal).split())
+    for pattern in _CAPTION_RES:
+        match = pattern.match(normal)
+        if match:
+            groups = match.groups()
+            objects = [groups[i : i + 4] for i in range(0, len(groups), 4)]  # (article, color, shape, position)
+            if any(a != article(color) for a, color, _, _ in objects):
+                return None
+            return [(color, shape, position) for _, color, shape, position in objects]
+    return None
 
 
 # --- questions ---------------------------------------------------------------------------------------
