@@ -234,15 +234,11 @@ def embed_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 512) -
     return torch.cat(out)
 
 
-def _render_all(scenes: Sequence[data.Scene], size: int) -> torch.Tensor:
-    return torch.stack([data.image_to_tensor(s.render(size)) for s in scenes])  # (B, 3, H, W)
-
-
 def zero_shot_single_objects(model, tokenizer, scenes: Sequence[data.Scene]) -> dict[str, float]:
     """Zero-shot over the alt texts of all 216 single-object scenes: is the best prompt's color+shape right, its position?"""
     prompts = single_object_prompts()
     predicted = zero_shot_predict(
-        embed_images(model, _render_all(scenes, model.config.vision_config.image_size)),
+        embed_images(model, data.render_batch(scenes, model.config.vision_config.image_size)),
         embed_texts(model, tokenizer, [p[3] for p in prompts]),
     )
     pairs = [prompts[i][:2] == s.objects[0].pair for i, s in zip(predicted.tolist(), scenes)]
@@ -255,7 +251,7 @@ def retrieval(model, tokenizer, scenes: Sequence[data.Scene], ks: Sequence[int] 
     texts = [data.alt_text(s) for s in scenes]
     gallery = list(dict.fromkeys(texts))
     similarity = similarity_logits(
-        embed_images(model, _render_all(scenes, model.config.vision_config.image_size)),
+        embed_images(model, data.render_batch(scenes, model.config.vision_config.image_size)),
         embed_texts(model, tokenizer, gallery), 1.0,
     )  # (B, G)  # fmt: skip
     index = {t: i for i, t in enumerate(gallery)}

@@ -587,6 +587,11 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, H, W)
 
 
+def render_batch(scenes: Sequence[Scene], size: int | None = None) -> torch.Tensor:
+    """Draw scenes as one uint8 batch (B, 3, H, W)."""
+    return torch.stack([image_to_tensor(scene.render(size)) for scene in scenes])  # (B, 3, H, W)
+
+
 @dataclass
 class _SceneDataset(torch.utils.data.Dataset):
     """Examples `start` .. `start + size - 1` of a split, each drawn from its own seed on access."""

@@ -178,7 +178,7 @@ def clip_batch(step: int, recipe: ClipRecipe) -> tuple[torch.Tensor, list[str], 
     singles = round(recipe.single_object_share * size)
     scenes = [data.random_scene(data.split_seed("train", step * size + i), 1 if i < singles else None, pairs="seen")
               for i in range(size)]  # fmt: skip
-    images = torch.stack([data.image_to_tensor(s.render()) for s in scenes])  # (B, 3, H, W)
+    images = data.render_batch(scenes)  # (B, 3, H, W)
     texts = [data.alt_text(s) for s in scenes]
     negatives = []
     if recipe.hard_negatives:
