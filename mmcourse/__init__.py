@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "checkpoints", "contrastive", "data", "doctor", "grading", "metrics", "plotting", "projection", "questions",
-    "release", "tokenizer", "train", "utils", "vision",
+    "release", "tokenizer", "train", "utils", "vision", "vlm",
 )  # fmt: skip
 
 
