@@ -66,8 +66,11 @@ def _save(model, folder: Path, optimizer, step: int, history: list, clock: dict,
     tmp.mkdir(parents=True, exist_ok=True)
     from .checkpoints import quiet_transformers
 
+    from safetensors.torch import save_model
+
     with quiet_transformers():
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp)  # the Hugging Face folder(s) a user loads
+    save_model(model, str(tmp / "training_state.safetensors"))  # every tensor, exactly, for resuming
     if save_extra:
         save_extra(tmp)
     torch.save({"optimizer": optimizer.state_dict(), "step": step, "clock": clock}, tmp / "trainer_state.pt")
@@ -122,9 +125,9 @@ def _train(model, step_loss, config, run_dir, evaluate, save_extra, progress, st
     start, history, clock = 0, [], {"wall": 0.0, "cpu": 0.0}
     _recover(last)
     if (last / "trainer_state.pt").exists():
-        from safetensors.torch import load_file
+        from safetensors.torch import load_model
 
-        model.load_state_dict(load_file(last / "model.safetensors"))
+        load_model(model, str(last / "training_state.safetensors"), device=str(next(model.parameters()).device))
         state = torch.load(last / "trainer_state.pt", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         start, clock = state["step"], state["clock"]
@@ -256,7 +259,7 @@ def recipe_dict(recipe: ClipRecipe) -> dict:
 
 # --- shipping a checkpoint -------------------------------------------------------------------------------
 
-TRAINING_ONLY_FILES = ("trainer_state.pt", "history.json")
+TRAINING_ONLY_FILES = ("trainer_state.pt", "history.json", "training_state.safetensors")
 
 
 def git_commit() -> str:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import checkpoints, data, projection
+from .train import TrainConfig
 from .utils import get_device
 
 IGNORE_INDEX = -100
@@ -286,3 +287,123 @@ def visual_qa(model: MultimodalModel, image, question, max_new_tokens: int = 8, 
         warn_unknown_words(model, q)
     answers = _generate(model, images, questions, max_new_tokens, num_beams, do_sample, **generate_kwargs)
     return answers if batch else answers[0]
+
+
+# --- the recipe of the shipped VLMs ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LanguageConfig:
+    """A tiny Llama for the shapes world, trained from scratch (laptop defaults)."""
+
+    hidden_size: int = 192
+    layers: int = 4
+    heads: int = 6
+    intermediate_size: int = 512
+    max_positions: int = 160  # 81 image tokens + the longest prompt and caption, with room to spare
+
+
+def build_language_model(config: LanguageConfig = LanguageConfig()):
+    """A randomly initialised `LlamaForCausalLM` over the course vocabulary, with tied input/output embeddings."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from .tokenizer import VOCAB
+
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(VOCAB), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.heads,
+        max_position_embeddings=config.max_positions, tie_word_embeddings=True,
+        bos_token_id=VOCAB["[BOS]"], eos_token_id=VOCAB["[EOS]"], pad_token_id=VOCAB["[PAD]"],
+    ))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VLMRecipe:
+    image_tokens: str = "patches"
+    vision: str = "shapes-clip"
+    language: LanguageConfig = LanguageConfig()
+    projector: str = "mlp"
+    caption_share: float = 0.25  # the rest of each batch is balanced questions
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, eval_every=500, save_every=250)
+
+
+def vlm_batch(step: int, recipe: VLMRecipe, batch_size: int) -> tuple[torch.Tensor, list[str], list[str]]:
+    """The training batch of `step`: uint8 images (B, 3, H, W), prompts ("" for a caption) and targets."""
+    captions = round(recipe.caption_share * batch_size)
+    scenes, questions, answers = [], [], []
+    for i in range(batch_size):
+        seed = data.split_seed("train", step * batch_size + i)
+        if i < captions:
+            scene = data.random_scene(seed, pairs="seen")
+            question, answer = "", data.caption(scene)
+        else:
+            scene, qa = data.qa_example(seed, pairs="seen")
+            question, answer = qa.question, qa.answer
+        scenes.append(scene)
+        questions.append(question)
+        answers.append(answer)
+    return data.render_batch(scenes), questions, answers
+
+
+def build_vlm(recipe: VLMRecipe) -> MultimodalModel:
+    from .tokenizer import build_tokenizer
+
+    with checkpoints.quiet_transformers():
+        from transformers import CLIPImageProcessor, CLIPVisionModel
+
+    vision = checkpoints.from_pretrained(CLIPVisionModel, recipe.vision)
+    processor = checkpoints.from_pretrained(CLIPImageProcessor, recipe.vision)
+    config = VLMConfig(image_tokens=recipe.image_tokens, projector=recipe.projector)
+    return MultimodalModel(vision, build_language_model(recipe.language), None, build_tokenizer(),
+                           recipe.image_tokens, config, processor).to(get_device())  # fmt: skip
+
+
+def evaluate_vlm(model: MultimodalModel, n_questions: int = 500, n_captions: int = 200, split: str = "test",
+                 start: int = 0, num_beams: int = 1) -> dict[str, float]:  # fmt: skip
+    """Exact match per question kind (balanced questions, canonical forms) and captions parsed back, by object count."""
+    from . import metrics
+
+    was_training = model.training
+    model.eval()
+    examples = data.qa_examples(split, n_questions, start, pairs="seen")
+    predictions: list[str] = []
+    for i in range(0, len(examples), 64):
+        chunk = examples[i : i + 64]
+        predictions += visual_qa(model, [s.render() for s, _ in chunk], [qa.question for _, qa in chunk], num_beams=num_beams)
+    out = {f"vqa {k}": v for k, v in data.accuracy_by_kind([qa for _, qa in examples], predictions).items()}
+    by_count = {}
+    for n in (1, 2, 3):
+        rows = [(s, qa, p) for (s, qa), p in zip(examples, predictions) if qa.kind == "position" and len(s.objects) == n]
+        if rows:
+            by_count[f"vqa position ({n} obj)"] = sum(data.normalize_question(p) == qa.answer for _, qa, p in rows) / len(rows)
+    out.update(by_count)
+    scenes = data.scenes(split, n_captions, start + 50_000_000, pairs="seen")
+    captions: list[str] = []
+    for i in range(0, len(scenes), 64):
+        captions += generate_caption(model, [s.render() for s in scenes[i : i + 64]], num_beams=num_beams)
+    out.update({f"caption {k}": v for k, v in metrics.caption_accuracy(captions, scenes).items()})
+    model.train(was_training)
+    return out
+
+
+def train_vlm(run_dir: str | Path, recipe: VLMRecipe = VLMRecipe(), eval_size: int = 200, progress: bool = True,
+              stop_at: int | None = None):  # fmt: skip
+    """Train (or resume) a shapes-world VLM on the frozen vision tower of `recipe.vision`; returns (model, result)."""
+    from .train import train_loop
+    from .utils import seed_everything
+    from .vision import pixel_values_from_uint8
+
+    config = recipe.train
+    seed_everything(config.seed)
+    model = build_vlm(recipe)
+
+    def step_loss(model, step):
+        images, questions, answers = vlm_batch(step, recipe, config.batch_size)
+        batch = model.training_batch(questions, answers)
+        return model(pixel_values_from_uint8(images), **batch).loss, {}
+
+    def evaluate(model, step):
+        return evaluate_vlm(model, eval_size, eval_size // 2, split="val")
+
+    result = train_loop(model, step_loss, config, run_dir, evaluate, progress=progress, stop_at=stop_at)
+    return model, result

@@ -170,3 +170,26 @@ def test_any_llama_folder_with_its_own_tokenizer(nano_clip_folder, tmp_path):
     assert isinstance(answer, str)
     assert isinstance(AutoTokenizer.from_pretrained(folder), PreTrainedTokenizerFast)
 
+
+
+def test_vlm_training_smoke(tmp_path):
+    """A few steps of the shipped recipe on a tiny LM: the loss falls from chance, and training resumes."""
+    import math
+
+    from mmcourse import train
+
+    recipe = vlm.VLMRecipe(
+        language=vlm.LanguageConfig(hidden_size=64, layers=2, heads=4, intermediate_size=128),
+        train=train.TrainConfig(steps=40, batch_size=16, lr=3e-3, warmup_steps=5, eval_every=10**9, save_every=20),
+    )  # fmt: skip
+    model, result = vlm.train_vlm(tmp_path / "run", recipe, progress=False, stop_at=20)
+    assert result.steps == 20
+    model, result = vlm.train_vlm(tmp_path / "run", recipe, progress=False)
+    losses = [r["loss"] for r in result.history]
+    assert len(losses) == 40
+    chance = math.log(len(VOCAB))
+    assert losses[0] > 0.7 * chance and sum(losses[-5:]) / 5 < 0.6 * chance, losses
+    loaded = vlm.load(str(tmp_path / "run" / "last"), device="cpu")
+    assert loaded.config.image_tokens == "patches"
+    scores = vlm.evaluate_vlm(loaded, n_questions=20, n_captions=6, split="val")
+    assert {"vqa all", "vqa position", "caption all"} <= set(scores)
