@@ -82,6 +82,8 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.what == "vlm":
+        return _train_vlm(args)
     from dataclasses import replace
 
     from . import train
@@ -89,14 +91,15 @@ def _train(args: argparse.Namespace) -> int:
     recipe = train.ClipRecipe()
     if args.steps:
         recipe = replace(recipe, train=replace(recipe.train, steps=args.steps))
+    run_dir = args.run_dir or "runs/shapes-clip"
     try:
-        train.train_clip(args.run_dir, recipe)
+        train.train_clip(run_dir, recipe)
     except ValueError as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
     if args.ship:
-        print(f"Shipped {train.ship_clip(args.run_dir)}")
-    return _print_clip_metrics(f"{args.run_dir}/last", 1000, 0)
+        print(f"Shipped {train.ship_clip(run_dir)}")
+    return _print_clip_metrics(f"{run_dir}/last", 1000, 0)
 
 
 def _print_clip_metrics(name: str, size: int, start: int) -> int:
@@ -113,11 +116,44 @@ def _print_clip_metrics(name: str, size: int, start: int) -> int:
     return 0
 
 
+def _train_vlm(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from . import vlm
+
+    if args.ship:
+        print("train: --ship is for `train clip`; shipping the VLMs is not part of the course yet.", file=sys.stderr)
+        return 2
+    recipe = vlm.VLMRecipe(image_tokens=args.image_tokens)
+    if args.steps:
+        recipe = replace(recipe, train=replace(recipe.train, steps=args.steps))
+    run_dir = args.run_dir or f"runs/shapes-vlm-{args.image_tokens}"
+    try:
+        vlm.train_vlm(run_dir, recipe)
+    except ValueError as error:
+        print(f"train: {error}", file=sys.stderr)
+        return 2
+    return _print_vlm_metrics(f"{run_dir}/last", 1000, 0)
+
+
+def _print_vlm_metrics(name: str, size: int, start: int) -> int:
+    from . import vlm
+
+    model = vlm.load(name)
+    metrics = vlm.evaluate_vlm(model, size, size // 2, split="test", start=start)
+    print(f"{name}: {size} fresh test questions, {size // 2} captions (start {start})")
+    for metric, value in metrics.items():
+        print(f"  {metric:32} {value * 100:6.1f} %")
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .checkpoints import CheckpointError
 
     try:
-        return _print_clip_metrics(args.name, args.n, args.start)
+        if args.what == "vlm":
+            return _print_vlm_metrics(args.name or "shapes-vlm-patches", args.n, args.start)
+        return _print_clip_metrics(args.name or "shapes-clip", args.n, args.start)
     except (CheckpointError, ValueError) as error:
         print(f"eval: {error}", file=sys.stderr)
         return 2
@@ -144,16 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--workspace", help="folder for your copies (default: workspace/ or $MMCOURSE_WORKSPACE)")
     start.set_defaults(run=_start)
 
-    train = commands.add_parser("train", help="train (or resume) a course model: `mmcourse train clip`")
-    train.add_argument("what", choices=["clip"])
-    train.add_argument("--run-dir", default="runs/shapes-clip", help="where checkpoints go; rerun to resume")
+    train = commands.add_parser("train", help="train (or resume) a course model: `mmcourse train clip|vlm`")
+    train.add_argument("what", choices=["clip", "vlm"])
+    train.add_argument("--image-tokens", choices=["patches", "cls"], default="patches", help="vlm: what the LM sees")
+    train.add_argument("--run-dir", help="where checkpoints go (default runs/shapes-clip, runs/shapes-vlm-KIND); "
+                                         "rerun to resume")  # fmt: skip
     train.add_argument("--steps", type=int, help="override the recipe's number of steps")
     train.add_argument("--ship", action="store_true", help="maintainers: copy the finished run into the package")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("eval", help="print a model's metrics table: `mmcourse eval clip`")
-    evaluate.add_argument("what", choices=["clip"])
-    evaluate.add_argument("name", nargs="?", default="shapes-clip", help="shipped name or CLIP folder")
+    evaluate = commands.add_parser("eval", help="print a model's metrics table: `mmcourse eval clip|vlm [NAME]`")
+    evaluate.add_argument("what", choices=["clip", "vlm"])
+    evaluate.add_argument("name", nargs="?", help="shipped name or folder (default shapes-clip, shapes-vlm-patches)")
     evaluate.add_argument("--n", type=int, default=1000, help="scenes per group (default 1000)")
     evaluate.add_argument("--start", type=int, default=0, help="first test-split example (fresh scenes: any other)")
     evaluate.set_defaults(run=_eval)

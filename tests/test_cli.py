@@ -73,3 +73,21 @@ def test_eval_of_an_unknown_model_is_one_clear_error():
     assert done.returncode == 2
     assert "cannot load 'nobody/no-such-clip'" in done.stderr and "shapes-clip" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_eval_vlm_prints_the_metrics_table(tmp_path, nano_clip_folder):
+    from transformers import CLIPImageProcessor, CLIPVisionModel
+    from test_vlm import tiny_llama
+
+    from mmcourse import vlm
+    from mmcourse.tokenizer import build_tokenizer
+
+    model = vlm.MultimodalModel(CLIPVisionModel.from_pretrained(nano_clip_folder), tiny_llama(), None, build_tokenizer(),
+                                processor=CLIPImageProcessor.from_pretrained(nano_clip_folder))  # fmt: skip
+    model.save_pretrained(tmp_path / "vlm")
+    done = run("eval", "vlm", str(tmp_path / "vlm"), "--n", "10")
+    assert done.returncode == 0, done.stderr
+    for metric in ("vqa color", "vqa exists", "vqa all", "caption all"):
+        assert metric in done.stdout
+    missing = run("eval", "vlm", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "not an mmcourse VLM folder" in missing.stderr
