@@ -26,4 +26,5 @@ bench:
 	$(PYTHON) -m mmcourse._bootstrap test
 	$(VENV_PY) benchmarks/scene_generation.py
 	$(VENV_PY) benchmarks/clip.py
+	$(VENV_PY) benchmarks/vlm.py
 	$(VENV_PY) benchmarks/course_runtime.py

@@ -1,0 +1,107 @@
+"""Benchmarks of chapters 04-07: generation speed and VLM training speed.
+
+1. generation: new tokens/s with and without the KV cache, greedy vs beam 5, batch 1 vs 32 (median of 3);
+2. training: samples/s of the VLM recipe for each image-token mode ("patches": 81 image tokens, "cls": 1).
+Accuracy against steps and CPU-seconds comes from a run's `history.json` (`--history RUN/last/history.json`),
+plotted to a PNG. The model is the recipe's (random weights unless `--model FOLDER` is given); speed does not
+depend on the weights, except through when [EOS] stops generation, so EOS is ignored here.
+
+Run: `.venv/bin/python benchmarks/vlm.py [--model FOLDER] [--history FILE] [--out runs/benchmarks]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from mmcourse import data, vlm
+
+
+def median_time(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def generation_table(model: vlm.MultimodalModel, new_tokens: int = 24) -> None:
+    print(f"\n1. generation: {new_tokens} new tokens after {model.num_image_tokens} image tokens + a prompt (median of 3)")
+    print(f"{'batch':>6} {'beams':>6} {'KV cache':>9} {'new tokens/s':>13}")
+    for batch in (1, 32):
+        images = [data.random_scene(i).render() for i in range(batch)]
+        inputs = model.generation_inputs(vlm._pixel_values(model, images), ["Where is the red circle?"] * batch)
+        for beams in (1, 5):
+            for cache in (True, False):
+                def run():
+                    with torch.no_grad():
+                        model.language_model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                                      num_beams=beams, do_sample=False, use_cache=cache,
+                                                      pad_token_id=model.tokenizer.pad_token_id)  # fmt: skip
+
+                seconds = median_time(run)
+                print(f"{batch:6d} {beams:6d} {'yes' if cache else 'no':>9} {batch * new_tokens / seconds:13.0f}")
+
+
+def training_table(steps: int = 12) -> None:
+    print(f"\n2. training the VLM recipe (batch 64, 2 threads; median over steps 2-{steps})")
+    print(f"{'image tokens':14} {'samples/s':>10}")
+    for kind in ("patches", "cls"):
+        recipe = vlm.VLMRecipe(image_tokens=kind)
+        recipe = replace(recipe, train=replace(recipe.train, eval_every=10**9, save_every=10**9))
+        with tempfile.TemporaryDirectory() as folder:
+            history = vlm.train_vlm(folder, recipe, progress=False, stop_at=steps)[1].history
+        per_step = statistics.median(b["wall_seconds"] - a["wall_seconds"] for a, b in zip(history, history[1:]))
+        print(f"{kind:14} {recipe.train.batch_size / per_step:10.0f}")
+
+
+def curve_plot(history_file: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = [r for r in json.loads(history_file.read_text()) if "vqa all" in r]
+    metrics = [k for k in curve[0] if k.startswith(("vqa ", "caption all"))]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, x in zip(axes, ("step", "cpu_seconds")):
+        for metric in metrics:
+            ax.plot([r[x] for r in curve], [r[metric] for r in curve], marker="o", label=metric)
+        ax.set_xlabel("optimizer steps" if x == "step" else "CPU-seconds (2 threads)")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation accuracy")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "vlm_training_curve.png", dpi=120)
+    print(f"\n3. curve of {history_file}: {out / 'vlm_training_curve.png'}")
+    print(f"{'step':>6} {'CPU s':>7} " + " ".join(f"{m[:18]:>18}" for m in metrics))
+    for r in curve:
+        print(f"{r['step']:6d} {r['cpu_seconds']:7.0f} " + " ".join(f"{r[m]:18.3f}" for m in metrics))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a VLM folder (default: the recipe's model with random weights)")
+    parser.add_argument("--history", type=Path, help="a run's history.json to plot")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model = vlm.load(args.model) if args.model else vlm.build_vlm(vlm.VLMRecipe()).eval()
+    generation_table(model)
+    training_table()
+    if args.history:
+        curve_plot(args.history, args.out)
+
+
+if __name__ == "__main__":
+    main()
