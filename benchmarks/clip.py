@@ -13,27 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from timing import median_time
 
 from mmcourse import checkpoints, contrastive, data, train
 from mmcourse.vision import VisionEncoder
 
 TARGETS = {"zero-shot color_shape": 0.95, "zero-shot position": 0.90, "R@1": 0.70, "R@5": 0.90}
-
-
-def median_time(fn, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def encoder_table(n: int = 256) -> None:
@@ -81,7 +71,7 @@ def training_table(out: Path, steps: int = 20) -> None:
     print(f"\n3. Training the shapes-clip recipe (batch {recipe.train.batch_size}, {recipe.train.threads} threads)")
     print(f"{'images/s (median over steps 2-' + str(steps) + ')':36} {recipe.train.batch_size / per_step:10.0f}")
     curve = json.loads((checkpoints.path("shapes-clip") / "training_curve.json").read_text())
-    print(f"\n   shipped run, validation curve: first step at which each target is met")
+    print("\n   shipped run, validation curve: first step at which each target is met")
     print(f"   {'metric':26} {'target':>7} {'step':>6} {'CPU s':>7} {'final':>7}")
     for metric, target in TARGETS.items():
         hit = next((r for r in curve if r[metric] >= target), None)

@@ -33,7 +33,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     paths = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb"))
-    print(f"{"notebook":44} {'median s':>9} {'min s':>7} {'budget s':>9}  ok")
+    print(f"{'notebook':44} {'median s':>9} {'min s':>7} {'budget s':>9}  ok")
     total, ok = 0.0, True
     for path in paths:
         times = [run_once(path) for _ in range(args.repeats)]
@@ -41,10 +41,10 @@ def main() -> int:
         total += median
         fits = median <= NOTEBOOK_BUDGET_S
         ok &= fits
-        print(f"{path.parent.name + "/" + path.name:44} {median:9.1f} {min(times):7.1f} {NOTEBOOK_BUDGET_S:9d}  {'yes' if fits else 'NO'}")
+        print(f"{path.parent.name + '/' + path.name:44} {median:9.1f} {min(times):7.1f} {NOTEBOOK_BUDGET_S:9d}  {'yes' if fits else 'NO'}")
     fits = total <= COURSE_BUDGET_S
     ok &= fits
-    print(f"{"whole course (sum of medians)":44} {total:9.1f} {'':7} {COURSE_BUDGET_S:9d}  {'yes' if fits else 'NO'}")
+    print(f"{'whole course (sum of medians)':44} {total:9.1f} {'':7} {COURSE_BUDGET_S:9d}  {'yes' if fits else 'NO'}")
     return 0 if ok else 1
 
 

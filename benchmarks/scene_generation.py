@@ -7,11 +7,10 @@ collated, tokenized DataLoader batch, next to the training speed measured for th
 
 from __future__ import annotations
 
-import statistics
-import time
 from functools import partial
 
 import torch
+from timing import median_time
 
 from mmcourse import data
 from mmcourse.tokenizer import build_tokenizer
@@ -21,12 +20,8 @@ N = 1000
 
 
 def rate(fn, n: int = N, repeats: int = 5) -> float:
-    times = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        fn(n, r * n)
-        times.append(time.perf_counter() - start)
-    return n / statistics.median(times)
+    offsets = iter(range(0, repeats * n, n))  # fresh scenes on every run
+    return n / median_time(lambda: fn(n, next(offsets)), repeats)
 
 
 def main() -> None:

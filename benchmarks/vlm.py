@@ -15,22 +15,13 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from timing import median_time
 
 from mmcourse import data, vlm
-
-
-def median_time(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def generation_table(model: vlm.MultimodalModel, new_tokens: int = 24) -> None:
@@ -47,7 +38,7 @@ def generation_table(model: vlm.MultimodalModel, new_tokens: int = 24) -> None:
                                                       num_beams=beams, do_sample=False, use_cache=cache,
                                                       pad_token_id=model.tokenizer.pad_token_id)  # fmt: skip
 
-                seconds = median_time(run)
+                seconds = median_time(run, 3)
                 print(f"{batch:6d} {beams:6d} {'yes' if cache else 'no':>9} {batch * new_tokens / seconds:13.0f}")
 
 

@@ -103,7 +103,7 @@ def nano_clip_folder(tmp_path_factory) -> Path:
     from mmcourse.train import save_clip_extras
 
     folder = tmp_path_factory.mktemp("nano-clip")
-    torch_seed = __import__("torch").manual_seed(0)  # noqa: F841 - deterministic random weights
+    __import__("torch").manual_seed(0)  # deterministic random weights
     config = contrastive.PRESETS["nano"]
     contrastive.build_clip(config).save_pretrained(folder)
     save_clip_extras(folder, build_tokenizer(), config)

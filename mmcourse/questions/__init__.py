@@ -54,6 +54,13 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def as_tensors(case: Case) -> dict[str, Any]:
+    """A case's NumPy arrays as (copied) torch tensors, everything else unchanged: a common `prepare`."""
+    import torch
+
+    return {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in case.items()}
+
+
 def _type_name(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of shape {tuple(value.shape)} ({value.dtype})"

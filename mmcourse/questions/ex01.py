@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .. import data, vision
-from . import Close, Hint, Question, register
+from . import Close, Hint, Question, as_tensors, register
 
 
 def _preprocess_reference(image: torch.Tensor) -> torch.Tensor:
@@ -115,7 +115,7 @@ PATCHIFY = register(
         oracle=vision.patchify,
         visible=(_patchify_case(0, 1, 8, 4), _patchify_case(1, 2, 72, 8), _patchify_case(2, 1, 12, 4)),
         hidden=_patchify_hidden,
-        prepare=lambda case: {"pixel_values": torch.from_numpy(case["pixel_values"].copy()), "patch_size": case["patch_size"]},
+        prepare=as_tensors,
         compare=Close(rtol=0.0, atol=1e-6),
         describe=lambda case: f"pixel_values of shape {tuple(case['pixel_values'].shape)}, patch_size={case['patch_size']}",
         hints=(

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .. import vision
-from . import Close, Hint, Question, register
+from . import Close, Hint, Question, as_tensors, register
 
 
 def _hidden_case(seed: int, batch: int, side: int, width: int) -> dict:
@@ -39,7 +39,7 @@ GRID = register(
         oracle=vision.spatial_grid,
         visible=(_hidden_case(0, 1, 3, 4), _hidden_case(1, 2, 9, 8), _hidden_case(2, 1, 7, 4)),
         hidden=_grid_hidden,
-        prepare=lambda case: {"last_hidden_state": torch.from_numpy(case["last_hidden_state"].copy())},
+        prepare=as_tensors,
         compare=Close(rtol=0.0, atol=0.0),
         describe=lambda case: f"last_hidden_state of shape {tuple(case['last_hidden_state'].shape)}",
         hints=(
@@ -82,7 +82,7 @@ SIMILARITY = register(
         oracle=vision.patch_similarity_map,
         visible=(_map_case(0, 3, 4, 0, 2), _map_case(1, 9, 16, 4, 4), _map_case(2, 9, 16, 7, 1)),
         hidden=_map_hidden,
-        prepare=lambda case: {"grid": torch.from_numpy(case["grid"].copy()), "row": case["row"], "col": case["col"]},
+        prepare=as_tensors,
         compare=Close(rtol=1e-4, atol=1e-5),
         describe=lambda case: f"a grid of shape {tuple(case['grid'].shape)}, patch (row={case['row']}, col={case['col']})",
         hints=(

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import contrastive
-from . import Close, Exact, Hint, Question, register
+from . import Close, Exact, Hint, Question, as_tensors, register
 
 
 def _features(seed: int, batch: int, width: int, temperature: float = 0.07) -> dict:
@@ -20,10 +20,6 @@ def _features(seed: int, batch: int, width: int, temperature: float = 0.07) -> d
 
 def _loss_reference(image_features, text_features, temperature):
     return contrastive.ContrastiveLoss(temperature)(image_features, text_features)
-
-
-def _tensors(case: dict) -> dict:
-    return {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in case.items()}
 
 
 def _loss_variant(case, normalize=True, both=True, multiply=False) -> float:
@@ -51,7 +47,7 @@ LOSS = register(
         visible=(_features(0, 4, 8), _features(1, 8, 16, 0.5), _features(2, 2, 4, 1.0)),
         hidden=lambda rng, n: [_features(rng.randrange(2**31), rng.randint(2, 16), rng.choice([4, 32]),
                                          rng.choice([0.05, 0.07, 0.2, 1.0])) for _ in range(n)],  # fmt: skip
-        prepare=_tensors,
+        prepare=as_tensors,
         compare=Close(rtol=1e-4, atol=1e-5),
         describe=lambda case: (f"{len(case['image_features'])} image and text features of width "
                                f"{case['image_features'].shape[1]}, temperature={case['temperature']}"),  # fmt: skip
@@ -89,7 +85,7 @@ ZERO_SHOT = register(
         oracle=contrastive.zero_shot_predict,
         visible=(_zero_shot_case(0, 5, 3, 8), _zero_shot_case(1, 7, 10, 16)),
         hidden=lambda rng, n: [_zero_shot_case(rng.randrange(2**31), rng.randint(1, 20), rng.randint(2, 30), 16) for _ in range(n)],
-        prepare=_tensors,
+        prepare=as_tensors,
         compare=Exact(),
         describe=lambda case: f"{len(case['image_embeddings'])} images, {len(case['class_embeddings'])} class prompts",
         hints=(
@@ -138,7 +134,7 @@ RECALL = register(
         oracle=_recall_reference,
         visible=(_recall_case(0, 6, 5, 1), _recall_case(1, 20, 10, 3), _recall_case(2, 10, 10, 5)),
         hidden=_recall_hidden,
-        prepare=_tensors,
+        prepare=as_tensors,
         compare=Close(rtol=1e-6, atol=1e-6),
         describe=lambda case: f"similarity {tuple(case['similarity'].shape)}, k={case['k']}",
         hints=(Hint("Off by one: the top k are the k highest scores (topk(k) or argsort()[:, :k]).", _recall_off_by_one),),
