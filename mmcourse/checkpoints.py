@@ -43,11 +43,12 @@ def write_manifest(folder: str | Path) -> dict:
     """Record size and sha256 of every file of `folder` in its manifest; make the files world-readable."""
     folder = Path(folder)
     files = {}
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name != MANIFEST:
             # safetensors writes 0600; a course installed by one user is read by others
             path.chmod(path.stat().st_mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            files[path.name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+            # a VLM folder has subfolders (vision/, language/): keys are relative POSIX paths
+            files[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
     manifest = {"files": files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     (folder / MANIFEST).chmod(0o644)

@@ -121,9 +121,6 @@ def _train_vlm(args: argparse.Namespace) -> int:
 
     from . import vlm
 
-    if args.ship:
-        print("train: --ship is for `train clip`; shipping the VLMs is not part of the course yet.", file=sys.stderr)
-        return 2
     recipe = vlm.VLMRecipe(image_tokens=args.image_tokens)
     if args.steps:
         recipe = replace(recipe, train=replace(recipe.train, steps=args.steps))
@@ -133,6 +130,8 @@ def _train_vlm(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
+    if args.ship:
+        print(f"Shipped {vlm.ship_vlm(run_dir)}")
     return _print_vlm_metrics(f"{run_dir}/last", 1000, 0)
 
 
@@ -140,10 +139,11 @@ def _print_vlm_metrics(name: str, size: int, start: int) -> int:
     from . import vlm
 
     model = vlm.load(name)
-    metrics = vlm.evaluate_vlm(model, size, size // 2, split="test", start=start)
-    print(f"{name}: {size} fresh test questions, {size // 2} captions (start {start})")
-    for metric, value in metrics.items():
-        print(f"  {metric:32} {value * 100:6.1f} %")
+    metrics = vlm.evaluate_vlm(model, size, size, split="test", start=start, progress=True)
+    baselines = vlm.baseline_scores(n_questions=size, split="test", start=start)
+    print(f"{name}: {size} fresh test questions and {size} captions (start {start}), greedy decoding\n")
+    print(vlm.vqa_table(metrics, baselines), end="\n\n")
+    print(vlm.caption_table(metrics))
     return 0
 
 

@@ -221,20 +221,24 @@ def train_clip(run_dir: str | Path, recipe: ClipRecipe = ClipRecipe(), eval_scen
     def evaluate(model, step):
         return contrastive.evaluate_clip(model, tokenizer, n_single=eval_scenes, n_retrieval=eval_scenes, split="val")
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recipe_file = run_dir / "recipe.json"
-    described = {**recipe_dict(recipe), "commit": git_commit()}
-    if recipe_file.exists():
-        previous = json.loads(recipe_file.read_text())
-        if {k: v for k, v in previous.items() if k != "commit"} != {k: v for k, v in described.items() if k != "commit"}:
-            raise ValueError(f"{run_dir} holds a run of another recipe; pick a new run folder or delete it.")
-    else:
-        recipe_file.write_text(json.dumps(described, indent=1) + "\n")
+    record_recipe(run_dir, recipe_dict(recipe))
     result = train_loop(model, clip_step_loss(recipe, tokenizer), recipe.train, run_dir, evaluate,
                         save_extra=lambda folder: save_clip_extras(folder, tokenizer, recipe.model), progress=progress,
                         stop_at=stop_at)  # fmt: skip
     return model, result
+
+
+def record_recipe(run_dir: str | Path, described: dict) -> None:
+    """Write RUN/recipe.json (with the code's commit) or, when resuming, refuse a run folder of another recipe."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recipe_file = run_dir / "recipe.json"
+    if recipe_file.exists():
+        previous = {k: v for k, v in json.loads(recipe_file.read_text()).items() if k != "commit"}
+        if previous != json.loads(json.dumps(described)):  # compared as JSON: tuples read back as lists
+            raise ValueError(f"{run_dir} holds a run of another recipe; pick a new run folder or delete it.")
+    else:
+        recipe_file.write_text(json.dumps({**described, "commit": git_commit()}, indent=1) + "\n")
 
 
 def save_clip_extras(folder: Path, tokenizer, config: contrastive.ClipConfig) -> None:

@@ -53,6 +53,48 @@ class VLMConfig:
             raise ValueError("image_tokens='cls' uses the final pooled [CLS]; layer must stay -1.")
 
 
+def join_inputs(image_embeds: torch.Tensor, text_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """What the language model reads: image tokens first, then the text. Lesson 05 builds it step by step.
+
+    image_embeds (B, N, D) and text_embeds (B, T, D) -> `inputs_embeds` (B, N + T, D); the text's attention_mask
+    (B, T) -> (B, N + T) with 1 on every image position (the tutorial forgets them: the model then cannot see the
+    image); labels (B, T) -> (B, N + T) with -100 on the image positions (nothing to predict there).
+    """
+    if image_embeds.shape[-1] != text_embeds.shape[-1]:
+        raise ValueError(f"image tokens are {image_embeds.shape[-1]} wide but the word embeddings are "
+                         f"{text_embeds.shape[-1]}: project the image tokens to the LM's hidden size first.")  # fmt: skip
+    b, n_img, _ = image_embeds.shape
+    device = text_embeds.device
+    inputs_embeds = torch.cat([image_embeds.to(device, text_embeds.dtype), text_embeds], dim=1)  # (B, N + T, D)
+    ones = torch.ones(b, n_img, dtype=attention_mask.dtype, device=device)
+    joined = {"inputs_embeds": inputs_embeds, "attention_mask": torch.cat([ones, attention_mask.to(device)], dim=1)}
+    if labels is not None:
+        ignore = torch.full((b, n_img), IGNORE_INDEX, dtype=labels.dtype, device=device)
+        joined["labels"] = torch.cat([ignore, labels.to(device)], dim=1)  # (B, N + T)
+    return joined
+
+
+def text_row(prompt_ids: list[int], answer_ids: list[int], eos_id: int, pad_id: int,
+             length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One right-padded training row: prompt, answer, [EOS], then padding up to `length`. Lesson 05 builds it.
+
+    -> `input_ids`, `attention_mask` (1 on the text, 0 on padding) and `labels`, each (length,) int64. The labels
+    are the answer's ids and its [EOS] at their own positions (the language model shifts them itself), -100 on the
+    prompt (given, not predicted) and on the padding. `answer_ids` are the answer's words, without the [EOS].
+    """
+    sequence = [*prompt_ids, *answer_ids, eos_id]
+    if len(sequence) > length:
+        raise ValueError(f"the prompt, answer and [EOS] are {len(sequence)} tokens; they do not fit in length={length}.")
+    ids = torch.full((length,), pad_id, dtype=torch.long)
+    mask = torch.zeros(length, dtype=torch.long)
+    labels = torch.full((length,), IGNORE_INDEX, dtype=torch.long)
+    ids[: len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+    mask[: len(sequence)] = 1
+    labels[len(prompt_ids) : len(sequence)] = torch.tensor([*answer_ids, eos_id], dtype=torch.long)
+    return ids, mask, labels
+
+
 class MultimodalModel(nn.Module):
     """A `CLIPVisionModel`, a projector and a `LlamaForCausalLM` (any causal LM that takes `inputs_embeds`)."""
 
@@ -125,15 +167,13 @@ class MultimodalModel(nn.Module):
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor | None = None):  # fmt: skip
         """Image tokens, then the (right-padded) text: the LM's output, with the loss when `labels` are given."""
-        image = self.encode_image(pixel_values)  # (B, N_img, D)
-        b, n_img, _ = image.shape
-        inputs_embeds = torch.cat([image, self.embed_text(input_ids)], dim=1)  # (B, N_img + T, D)
-        ones = torch.ones(b, n_img, dtype=attention_mask.dtype, device=self.device)
-        mask = torch.cat([ones, attention_mask.to(self.device)], dim=1)  # image positions are attended to
-        if labels is not None:
-            ignore = torch.full((b, n_img), IGNORE_INDEX, dtype=labels.dtype, device=self.device)
-            labels = torch.cat([ignore, labels.to(self.device)], dim=1)  # no loss on the image positions
-        return self.language_model(inputs_embeds=inputs_embeds, attention_mask=mask, labels=labels)
+        joined = join_inputs(self.encode_image(pixel_values), self.embed_text(input_ids), attention_mask, labels)
+        return self.language_model(**joined)
+
+    def full_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Text labels (B, T) -> labels over the whole sequence (B, N_img + T): -100 on the image positions."""
+        ignore = torch.full((labels.shape[0], self.num_image_tokens), IGNORE_INDEX, dtype=labels.dtype, device=self.device)
+        return torch.cat([ignore, labels.to(self.device)], dim=1)
 
     # --- text in and out ---------------------------------------------------------------------------
 
@@ -146,17 +186,12 @@ class MultimodalModel(nn.Module):
 
     def training_batch(self, questions: list[str], answers: list[str]) -> dict[str, torch.Tensor]:
         """Right-padded `input_ids`, `attention_mask` and `labels` (-100 on the prompt and padding). (B, T)"""
-        rows = [(self.prompt_ids(q), self.answer_ids(a)) for q, a in zip(questions, answers, strict=True)]
-        length = max(len(p) + len(a) for p, a in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(rows), length), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-        for i, (prompt, answer) in enumerate(rows):
-            n = len(prompt) + len(answer)
-            ids[i, :n] = torch.tensor(prompt + answer)
-            mask[i, :n] = 1
-            labels[i, len(prompt) : n] = torch.tensor(answer)
+        # the answer's words; text_row appends the [EOS] (answer_ids(a) = these + [EOS])
+        pairs = [(self.prompt_ids(q), self.answer_ids(a)[:-1]) for q, a in zip(questions, answers, strict=True)]
+        length = max(len(p) + len(a) + 1 for p, a in pairs)
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        rows = [text_row(prompt, answer, eos, pad, length) for prompt, answer in pairs]
+        ids, mask, labels = (torch.stack(part) for part in zip(*rows))  # each (B, T)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     def generation_inputs(self, pixel_values: torch.Tensor, questions: list[str]) -> dict[str, torch.Tensor]:
@@ -217,6 +252,29 @@ class MultimodalModel(nn.Module):
 def load(name: str, device: torch.device | str | None = None) -> MultimodalModel:
     """A VLM by name: a shipped one ("shapes-vlm-patches") or a folder written by `save_pretrained`."""
     return MultimodalModel.from_pretrained(checkpoints.resolve(name), device)
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, per: str = "example") -> torch.Tensor:
+    """Next-token cross-entropy on the labelled positions. logits (B, T, V), labels (B, T), image positions included.
+
+    `per="token"` is Hugging Face's mean over every labelled token of the batch: a 25-word caption then outweighs a
+    one-word answer 13 to 1, and the model learns to caption long before it learns to answer. `per="example"`
+    averages within each example first, so every caption and every answer counts the same.
+    """
+    if per not in ("token", "example"):
+        raise ValueError(f"per must be 'token' or 'example', got {per!r}.")
+    targets = labels[:, 1:].to(logits.device)  # (B, T-1): position t predicts token t+1
+    losses = nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX, reduction="none"
+    )  # (B, T-1)
+    counted = (targets != IGNORE_INDEX).float()
+    if counted.sum() == 0:
+        raise ValueError("every label is -100: there is nothing to learn from (the loss would be 0 or NaN).")
+    if per == "token":
+        return (losses * counted).sum() / counted.sum()
+    per_example = (losses * counted).sum(1) / counted.sum(1).clamp(min=1)  # (B,)
+    has_labels = counted.sum(1) > 0
+    return per_example[has_labels].mean()
 
 
 # --- using a VLM ---------------------------------------------------------------------------------------
@@ -324,6 +382,7 @@ class VLMRecipe:
     language: LanguageConfig = LanguageConfig()
     projector: str = "mlp"
     caption_share: float = 0.25  # the rest of each batch is balanced questions
+    loss_per: str = "example"  # see answer_loss: per token, captions drown the one-word answers
     train: TrainConfig = TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, eval_every=500, save_every=250)
 
 
@@ -359,51 +418,197 @@ def build_vlm(recipe: VLMRecipe) -> MultimodalModel:
 
 
 def evaluate_vlm(model: MultimodalModel, n_questions: int = 500, n_captions: int = 200, split: str = "test",
-                 start: int = 0, num_beams: int = 1) -> dict[str, float]:  # fmt: skip
-    """Exact match per question kind (balanced questions, canonical forms) and captions parsed back, by object count."""
+                 start: int = 0, num_beams: int = 1, progress: bool = False) -> dict[str, float]:  # fmt: skip
+    """Exact match per question kind (balanced questions, canonical forms), position by object count, and
+    captions parsed back by object count, with BLEU-4. Keys like "vqa color", "vqa position (2 obj)", "caption all"."""
     from . import metrics
 
     was_training = model.training
     model.eval()
     examples = data.qa_examples(split, n_questions, start, pairs="seen")
-    predictions: list[str] = []
-    for i in range(0, len(examples), 64):
-        chunk = examples[i : i + 64]
-        predictions += visual_qa(model, [s.render() for s, _ in chunk], [qa.question for _, qa in chunk], num_beams=num_beams)
+    predictions = answer_questions(model, examples, num_beams, progress)
     out = {f"vqa {k}": v for k, v in data.accuracy_by_kind([qa for _, qa in examples], predictions).items()}
-    by_count = {}
     for n in (1, 2, 3):
-        rows = [(s, qa, p) for (s, qa), p in zip(examples, predictions) if qa.kind == "position" and len(s.objects) == n]
+        rows = [(qa, p) for (s, qa), p in zip(examples, predictions) if qa.kind == "position" and len(s.objects) == n]
         if rows:
-            by_count[f"vqa position ({n} obj)"] = sum(data.normalize_question(p) == qa.answer for _, qa, p in rows) / len(rows)
-    out.update(by_count)
+            out[f"vqa position ({n} obj)"] = sum(data.normalize_question(p) == qa.answer for qa, p in rows) / len(rows)
     scenes = data.scenes(split, n_captions, start + 50_000_000, pairs="seen")
-    captions: list[str] = []
-    for i in range(0, len(scenes), 64):
-        captions += generate_caption(model, [s.render() for s in scenes[i : i + 64]], num_beams=num_beams)
+    captions = caption_scenes(model, scenes, num_beams, progress)
     out.update({f"caption {k}": v for k, v in metrics.caption_accuracy(captions, scenes).items()})
+    out["caption BLEU-4"] = metrics.bleu4(captions, [data.caption(s) for s in scenes])
     model.train(was_training)
+    return out
+
+
+def answer_questions(model: MultimodalModel, examples, num_beams: int = 1, progress: bool = False,
+                     batch_size: int = 64) -> list[str]:  # fmt: skip
+    """The model's answers to (scene, QA) examples, in batches."""
+    from tqdm.auto import tqdm
+
+    answers: list[str] = []
+    for i in tqdm(range(0, len(examples), batch_size), desc="questions", disable=not progress):
+        chunk = examples[i : i + batch_size]
+        answers += visual_qa(model, [s.render() for s, _ in chunk], [qa.question for _, qa in chunk], num_beams=num_beams)
+    return answers
+
+
+def caption_scenes(model: MultimodalModel, scenes, num_beams: int = 1, progress: bool = False,
+                   batch_size: int = 64) -> list[str]:  # fmt: skip
+    """The model's captions of scenes, in batches."""
+    from tqdm.auto import tqdm
+
+    captions: list[str] = []
+    for i in tqdm(range(0, len(scenes), batch_size), desc="captions", disable=not progress):
+        captions += generate_caption(model, [s.render() for s in scenes[i : i + batch_size]], num_beams=num_beams)
+    return captions
+
+
+def baseline_scores(n_train: int = 20_000, n_questions: int = 500, split: str = "test", start: int = 0) -> dict[str, float]:
+    """The two baselines' exact match per kind on the questions `evaluate_vlm` asks ("majority color", ...)."""
+    train_items = [qa for _, qa in data.qa_examples("train", n_train, pairs="seen")]
+    test_items = [qa for _, qa in data.qa_examples(split, n_questions, start, pairs="seen")]
+    out = {}
+    for name, baseline in (("majority", data.MajorityBaseline()), ("question-only", data.QuestionOnlyBaseline())):
+        baseline.fit(train_items)
+        scores = data.accuracy_by_kind(test_items, [baseline.predict(qa.question) for qa in test_items])
+        out.update({f"{name} {k}": v for k, v in scores.items()})
     return out
 
 
 def train_vlm(run_dir: str | Path, recipe: VLMRecipe = VLMRecipe(), eval_size: int = 200, progress: bool = True,
               stop_at: int | None = None):  # fmt: skip
     """Train (or resume) a shapes-world VLM on the frozen vision tower of `recipe.vision`; returns (model, result)."""
-    from .train import train_loop
+    from .train import record_recipe, train_loop
     from .utils import seed_everything
     from .vision import pixel_values_from_uint8
 
     config = recipe.train
+    record_recipe(run_dir, asdict(recipe))
     seed_everything(config.seed)
     model = build_vlm(recipe)
 
     def step_loss(model, step):
         images, questions, answers = vlm_batch(step, recipe, config.batch_size)
         batch = model.training_batch(questions, answers)
-        return model(pixel_values_from_uint8(images), **batch).loss, {}
+        labels = batch.pop("labels")
+        logits = model(pixel_values_from_uint8(images), **batch).logits
+        return answer_loss(logits, model.full_labels(labels), recipe.loss_per), {}
 
     def evaluate(model, step):
         return evaluate_vlm(model, eval_size, eval_size // 2, split="val")
 
     result = train_loop(model, step_loss, config, run_dir, evaluate, progress=progress, stop_at=stop_at)
     return model, result
+
+
+# --- shipping ----------------------------------------------------------------------------------------------
+
+
+def ship_vlm(run_dir: str | Path, name: str | None = None, eval_size: int = 1000, start: int = 0) -> Path:
+    """Copy a finished VLM run into the package (default name "shapes-vlm-<image_tokens>"): card, metrics, manifest."""
+    import shutil
+
+    from .train import TRAINING_ONLY_FILES
+
+    run_dir = Path(run_dir)
+    last = run_dir / "last"
+    recipe = json.loads((run_dir / "recipe.json").read_text())
+    state = torch.load(last / "trainer_state.pt", weights_only=True)
+    if state["step"] != recipe["train"]["steps"]:
+        raise ValueError(f"{run_dir} stopped at step {state['step']} of {recipe['train']['steps']}; finish it first.")
+    name = name or f"shapes-vlm-{recipe['image_tokens']}"
+    target = checkpoints.WEIGHTS_DIR / name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(last, target, ignore=shutil.ignore_patterns(*TRAINING_ONLY_FILES))
+    config = json.loads((target / CONFIG_NAME).read_text())
+    clip_weights = checkpoints.path(recipe["vision"]) / "model.safetensors"
+    config["clip_sha256"] = checkpoints._sha256(clip_weights)
+    (target / CONFIG_NAME).write_text(json.dumps(config, indent=1) + "\n")
+
+    model = MultimodalModel.from_pretrained(target, device="cpu")
+    metrics = evaluate_vlm(model, eval_size, eval_size, split="test", start=start, progress=True)
+    baselines = baseline_scores(n_questions=eval_size, split="test", start=start)
+    history = json.loads((last / "history.json").read_text())
+    curve = [{k: round(v, 4) for k, v in r.items()} for r in history if "vqa all" in r]
+    sizes = {part: sum(f.stat().st_size for f in (target / part).glob("*.safetensors")) / 1e6 for part in ("vision", "language")}
+    (target / "README.md").write_text(VLM_CARD.format(
+        name=name, image_tokens=recipe["image_tokens"], n_tokens=model.num_image_tokens, vision=recipe["vision"],
+        clip_sha=config["clip_sha256"][:16], params=sum(p.numel() for p in model.parameters()) / 1e6,
+        lm_params=sum(p.numel() for p in model.language_model.parameters()) / 1e6,
+        size=sum(sizes.values()) + (target / "projector.safetensors").stat().st_size / 1e6,
+        commit=recipe.get("commit", "unknown"), steps=state["step"], threads=recipe["train"]["threads"],
+        minutes=state["clock"]["wall"] / 60, cpu_minutes=state["clock"]["cpu"] / 60, eval_size=eval_size,
+        vqa_table=vqa_table(metrics, baselines), caption_table=caption_table(metrics),
+        recipe=json.dumps(recipe, indent=1),
+    ))  # fmt: skip
+    (target / "training_curve.json").write_text(json.dumps(curve, indent=1) + "\n")
+    (target / "metrics.json").write_text(json.dumps(
+        {"eval_size": eval_size, "split": "test", "start": start, "metrics": metrics, "baselines": baselines}, indent=1
+    ) + "\n")  # fmt: skip
+    checkpoints.write_manifest(target)
+    return target
+
+
+def vqa_table(metrics: dict[str, float], baselines: dict[str, float]) -> str:
+    """Markdown: exact match per kind beside the majority and question-only baselines, then position by objects."""
+    rows = ["| question kind | model | majority | question only |", "|---|---|---|---|"]
+    for kind in (*data.KINDS, "all"):
+        rows.append(f"| {kind} | {metrics[f'vqa {kind}'] * 100:.1f} % | {baselines[f'majority {kind}'] * 100:.1f} % "
+                    f"| {baselines[f'question-only {kind}'] * 100:.1f} % |")  # fmt: skip
+    for n in (1, 2, 3):
+        if f"vqa position ({n} obj)" in metrics:
+            rows.append(f"| position, {n} object{'s' if n > 1 else ''} | {metrics[f'vqa position ({n} obj)'] * 100:.1f} % | | |")
+    return "\n".join(rows)
+
+
+def caption_table(metrics: dict[str, float]) -> str:
+    """Markdown: captions that parse back to the true scene, overall and by object count, and BLEU-4."""
+    rows = ["| captions | parse back to the scene |", "|---|---|"]
+    rows += [f"| {key.removeprefix('caption ')} | {value * 100:.1f} % |" for key, value in metrics.items()
+             if key.startswith("caption ") and key != "caption BLEU-4"]  # fmt: skip
+    rows.append(f"| BLEU-4 | {metrics['caption BLEU-4'] * 100:.1f} |")
+    return "\n".join(rows)
+
+
+VLM_CARD = """---
+library_name: transformers
+tags: [vision-language, llama, clip, mmcourse, shapes-world]
+---
+# {name}
+
+A tiny vision-language model of the shapes world: the frozen vision tower of `{vision}` (its `model.safetensors`
+sha256 begins `{clip_sha}`), a 2-layer GELU MLP projector, and a `LlamaForCausalLM` ({lm_params:.2f} M parameters)
+trained from scratch. The language model reads **{image_tokens}** image tokens ({n_tokens} per image), then
+`[BOS] question [EOS]`, and answers (or, with an empty question, captions). {params:.2f} M parameters in all,
+{size:.1f} MB. Lessons 06 and 07 use it.
+
+Load it with `mmcourse.vlm.load("{name}")`. The parts are plain Hugging Face folders: `vision/` for
+`CLIPVisionModel` and `CLIPImageProcessor`, `language/` for `LlamaForCausalLM` and `AutoTokenizer`;
+`projector.safetensors` and `mmcourse_vlm.json` join them.
+
+## Training
+
+- recipe: `mmcourse train vlm --image-tokens {image_tokens}` (`mmcourse.vlm.VLMRecipe`), seeded and resumable;
+  code at commit `{commit}`
+- steps: {steps}; threads: {threads}; training time: {minutes:.1f} min wall, {cpu_minutes:.1f} min CPU
+- each batch: a quarter captions, the rest balanced questions of five kinds; the loss is averaged per example,
+  so a one-word answer weighs as much as a 25-word caption; the withheld color-shape pairs never appear
+
+```json
+{recipe}
+```
+
+## Metrics
+
+Fresh held-out scenes of the test split, computed by `mmcourse eval vlm {name}`: {eval_size} balanced questions
+in their canonical forms (greedy decoding, exact match after normalization) beside the baselines fitted on
+20,000 training questions, and {eval_size} captions (greedy) parsed back into scene graphs.
+
+{vqa_table}
+
+{caption_table}
+
+The validation curve (every 500 steps, with wall and CPU seconds) is in `training_curve.json`;
+`benchmarks/vlm.py` plots it.
+"""
