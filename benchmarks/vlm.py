@@ -1,9 +1,10 @@
 """Benchmarks of chapters 04-07: generation speed and VLM training speed.
 
 1. generation: new tokens/s with and without the KV cache, greedy vs beam 5, batch 1 vs 32 (median of 3);
-2. training: samples/s of the VLM recipe for each image-token mode ("patches": 81 image tokens, "cls": 1).
-Accuracy against steps and CPU-seconds comes from a run's `history.json` (`--history RUN/last/history.json`),
-plotted to a PNG. The model is the recipe's (random weights unless `--model FOLDER` is given); speed does not
+2. training: samples/s of the VLM recipe for each image-token mode: "patches" as shipped (3x3 blocks merged: 9
+   image tokens), "patches" unmerged (81, LLaVA's way) and "cls" (1).
+Accuracy against steps and CPU-seconds comes from runs' `history.json` (`--history RUN/last/history.json ...`,
+one or more), plotted to a PNG. The model is the recipe's (random weights unless `--model FOLDER` is given); speed does not
 depend on the weights, except through when [EOS] stops generation, so EOS is ignored here.
 
 Run: `.venv/bin/python benchmarks/vlm.py [--model FOLDER] [--history FILE] [--out runs/benchmarks]`.
@@ -29,7 +30,7 @@ def generation_table(model: vlm.MultimodalModel, new_tokens: int = 24) -> None:
     print(f"{'batch':>6} {'beams':>6} {'KV cache':>9} {'new tokens/s':>13}")
     for batch in (1, 32):
         images = [data.random_scene(i).render() for i in range(batch)]
-        inputs = model.generation_inputs(vlm._pixel_values(model, images), ["Where is the red circle?"] * batch)
+        inputs = model.generation_inputs(vlm.pixel_values(model, images), ["Where is the red circle?"] * batch)
         for beams in (1, 5):
             for cache in (True, False):
                 def run():
@@ -44,46 +45,54 @@ def generation_table(model: vlm.MultimodalModel, new_tokens: int = 24) -> None:
 
 def training_table(steps: int = 12) -> None:
     print(f"\n2. training the VLM recipe (batch 64, 2 threads; median over steps 2-{steps})")
-    print(f"{'image tokens':14} {'samples/s':>10}")
-    for kind in ("patches", "cls"):
-        recipe = vlm.VLMRecipe(image_tokens=kind)
+    print(f"{'image tokens':28} {'samples/s':>10}")
+    modes = (("patches, 3x3 merged (9)", dict(image_tokens="patches")),
+             ("patches, unmerged (81)", dict(image_tokens="patches", merge=1)), ("cls (1)", dict(image_tokens="cls", merge=1)))  # fmt: skip
+    for name, fields in modes:
+        recipe = replace(vlm.VLMRecipe(), **fields)
         recipe = replace(recipe, train=replace(recipe.train, eval_every=10**9, save_every=10**9))
         with tempfile.TemporaryDirectory() as folder:
             history = vlm.train_vlm(folder, recipe, progress=False, stop_at=steps)[1].history
         per_step = statistics.median(b["wall_seconds"] - a["wall_seconds"] for a, b in zip(history, history[1:]))
-        print(f"{kind:14} {recipe.train.batch_size / per_step:10.0f}")
+        print(f"{name:28} {recipe.train.batch_size / per_step:10.0f}")
 
 
-def curve_plot(history_file: Path, out: Path) -> None:
+def curve_plot(history_files: list[Path], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = [r for r in json.loads(history_file.read_text()) if "vqa all" in r]
-    metrics = [k for k in curve[0] if k.startswith(("vqa ", "caption all"))]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    styles = ("-", "--", ":")
+    for style, history_file in zip(styles, history_files):
+        run = history_file.parent.parent.name
+        curve = [r for r in json.loads(history_file.read_text()) if "vqa all" in r]
+        metrics = [k for k in curve[0] if k in ("vqa color", "vqa shape", "vqa position", "vqa count", "vqa exists", "caption all")]
+        for ax, x in zip(axes, ("step", "cpu_seconds")):
+            for i, metric in enumerate(metrics):
+                ax.plot([r[x] for r in curve], [r[metric] for r in curve], ls=style, marker="o", ms=3, color=f"C{i}",
+                        label=f"{run}: {metric}")  # fmt: skip
+        print(f"\n3. validation curve of {run} ({history_file})")
+        print(f"{'step':>6} {'CPU s':>7} " + " ".join(f"{m:>14}" for m in metrics))
+        for r in curve:
+            print(f"{r['step']:6d} {r['cpu_seconds']:7.0f} " + " ".join(f"{r[m]:14.3f}" for m in metrics))
     for ax, x in zip(axes, ("step", "cpu_seconds")):
-        for metric in metrics:
-            ax.plot([r[x] for r in curve], [r[metric] for r in curve], marker="o", label=metric)
         ax.set_xlabel("optimizer steps" if x == "step" else "CPU-seconds (2 threads)")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("validation accuracy")
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("validation accuracy (200 questions, 100 captions)")
+    axes[1].legend(fontsize=6, loc="lower right", ncol=len(history_files))
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / "vlm_training_curve.png", dpi=120)
-    print(f"\n3. curve of {history_file}: {out / 'vlm_training_curve.png'}")
-    print(f"{'step':>6} {'CPU s':>7} " + " ".join(f"{m[:18]:>18}" for m in metrics))
-    for r in curve:
-        print(f"{r['step']:6d} {r['cpu_seconds']:7.0f} " + " ".join(f"{r[m]:18.3f}" for m in metrics))
+    print(f"\nplot: {out / 'vlm_training_curve.png'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a VLM folder (default: the recipe's model with random weights)")
-    parser.add_argument("--history", type=Path, help="a run's history.json to plot")
+    parser.add_argument("--history", type=Path, nargs="+", help="runs' history.json files to plot")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args()
     torch.set_num_threads(2)

@@ -121,7 +121,7 @@ def _train_vlm(args: argparse.Namespace) -> int:
 
     from . import vlm
 
-    recipe = vlm.VLMRecipe(image_tokens=args.image_tokens)
+    recipe = vlm.recipe(args.image_tokens)
     if args.steps:
         recipe = replace(recipe, train=replace(recipe.train, steps=args.steps))
     run_dir = args.run_dir or f"runs/shapes-vlm-{args.image_tokens}"

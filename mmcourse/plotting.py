@@ -405,13 +405,17 @@ def vector_norms(groups: Mapping[str, Sequence[float]], title: str = "") -> Figu
     return fig
 
 
-def embedding_map(points, labels: Sequence[str], groups: Sequence[str], title: str = "") -> Figure:
-    """2-D points (n, 2) coloured by group; points of the group "word" are labelled with their text."""
+def embedding_map(points, labels: Sequence[str], groups: Sequence[str], title: str = "",
+                  colors: Mapping[str, str] | None = None) -> Figure:  # fmt: skip
+    """2-D points (n, 2) coloured by group (`colors` may name a group's color); points of the group "word" are
+    black crosses labelled with their text."""
     points = np.asarray(points.detach().cpu() if hasattr(points, "detach") else points, dtype=float)
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for i, group in enumerate(dict.fromkeys(groups)):
         idx = [k for k, g in enumerate(groups) if g == group]
-        ax.scatter(points[idx, 0], points[idx, 1], s=18, color=GROUP_COLORS[i % len(GROUP_COLORS)], label=group, alpha=0.8)
+        color = "k" if group == "word" else (colors or {}).get(group, GROUP_COLORS[i % len(GROUP_COLORS)])
+        ax.scatter(points[idx, 0], points[idx, 1], s=26 if group == "word" else 18, color=color, label=group,
+                   alpha=0.85, marker="x" if group == "word" else "o", edgecolors="none" if group != "word" else None)  # fmt: skip
         if group == "word":
             for k in idx:
                 ax.annotate(labels[k], points[k], fontsize=7, xytext=(2, 2), textcoords="offset points")

@@ -45,3 +45,16 @@ def test_mismatched_hidden_sizes_are_named():
         projection.check_fits(projector, 768, 192)
     with pytest.raises(ValueError, match="gives 192-wide tokens but the language model's hidden size is 576"):
         projection.check_fits(projector, 128, 576)
+
+
+def test_pixel_shuffle_concatenates_each_block_in_reading_order():
+    tokens = torch.arange(81 * 2, dtype=torch.float32).reshape(1, 81, 2)  # (B, N, D): a 9 x 9 grid, 2 numbers each
+    merged = projection.pixel_shuffle(tokens, 3)  # (B, 9, 18)
+    assert merged.shape == (1, 9, 18)
+    # block 4 is the middle cell: patch rows 3-5, columns 3-5, each patch's 2 numbers in turn
+    patches = [r * 9 + c for r in range(3, 6) for c in range(3, 6)]
+    assert torch.equal(merged[0, 4], tokens[0, patches].reshape(-1))
+    assert torch.equal(projection.pixel_shuffle(tokens, 1), tokens)
+    assert torch.equal(projection.pixel_shuffle(tokens, 9)[0, 0], tokens[0].reshape(-1))
+    with pytest.raises(ValueError, match="side divides by merge=2"):
+        projection.pixel_shuffle(tokens, 2)

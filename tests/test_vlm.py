@@ -28,7 +28,7 @@ def model(request, nano_clip_folder):
 
 
 def pixels(model, n=2):
-    return vlm._pixel_values(model, [data.random_scene(i).render() for i in range(n)])
+    return vlm.pixel_values(model, [data.random_scene(i).render() for i in range(n)])
 
 
 def test_sequence_mask_and_labels(model):
@@ -53,14 +53,14 @@ def test_sequence_mask_and_labels(model):
 def test_the_image_positions_are_attended(model):
     batch = model.training_batch(["Is there a red circle?"], ["yes"])
     a = model(pixels(model, 1), **batch).logits[:, -1]
-    other = vlm._pixel_values(model, [data.random_scene(99).render()])
+    other = vlm.pixel_values(model, [data.random_scene(99).render()])
     b = model(other, **batch).logits[:, -1]
     assert not torch.allclose(a, b)
 
 
 def test_greedy_generation_equals_a_decoding_loop_by_hand(model):
     image = [data.random_scene(3).render()]
-    inputs = model.generation_inputs(vlm._pixel_values(model, image), ["Where is the red circle?"])
+    inputs = model.generation_inputs(vlm.pixel_values(model, image), ["Where is the red circle?"])
     embeds, ids = inputs["inputs_embeds"], []
     with torch.no_grad():
         for _ in range(6):
@@ -74,7 +74,7 @@ def test_greedy_generation_equals_a_decoding_loop_by_hand(model):
 
 
 def first_scores(model, images, questions, steps=3):
-    inputs = model.generation_inputs(vlm._pixel_values(model, images), questions)
+    inputs = model.generation_inputs(vlm.pixel_values(model, images), questions)
     with torch.no_grad():
         out = model.language_model.generate(**inputs, max_new_tokens=steps, do_sample=False, output_scores=True,
                                             return_dict_in_generate=True, pad_token_id=model.tokenizer.pad_token_id,
@@ -170,6 +170,38 @@ def test_any_llama_folder_with_its_own_tokenizer(nano_clip_folder, tmp_path):
     assert isinstance(answer, str)
     assert isinstance(AutoTokenizer.from_pretrained(folder), PreTrainedTokenizerFast)
 
+
+
+def test_merged_patch_tokens_are_pixel_shuffled_cells(nano_clip_folder):
+    vision = CLIPVisionModel.from_pretrained(nano_clip_folder)
+    model = vlm.MultimodalModel(vision, tiny_llama(), None, build_tokenizer(), config=vlm.VLMConfig(merge=3)).eval()
+    assert model.num_image_tokens == 9
+    assert model.projector[0].in_features == 9 * vision.config.hidden_size
+    pv = pixels(model)
+    with torch.no_grad():
+        patches = vision(pixel_values=pv).last_hidden_state[:, 1:]  # (B, 81, D_v)
+        expected = model.projector(projection.pixel_shuffle(patches, 3))
+        torch.testing.assert_close(model.encode_image(pv), expected)
+    batch = model.training_batch(["Where is the red circle?"], ["top left"])
+    assert model(pv[:1], **batch).logits.shape[1] == 9 + batch["input_ids"].shape[1]
+    with pytest.raises(ValueError, match="nothing to merge"):
+        vlm.VLMConfig(image_tokens="cls", merge=3)
+    with pytest.raises(ValueError, match="merge=2 does not divide the 9 x 9"):
+        vlm.MultimodalModel(vision, tiny_llama(), None, build_tokenizer(), config=vlm.VLMConfig(merge=2))
+
+
+def test_answer_loss_per_token_is_hugging_faces_and_per_example_weighs_examples_equally(model):
+    batch = model.training_batch(["", "Is there a red circle?"], ["a red circle at the top left and a blue square at the center", "no"])
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        out = model(pixels(model), **batch, labels=labels)
+        logits = model(pixels(model), **batch).logits
+    full = model.full_labels(labels)
+    torch.testing.assert_close(vlm.answer_loss(logits, full, per="token"), out.loss)
+    per_example = [vlm.answer_loss(logits[i : i + 1], full[i : i + 1], per="token") for i in range(2)]
+    torch.testing.assert_close(vlm.answer_loss(logits, full), (per_example[0] + per_example[1]) / 2)
+    with pytest.raises(ValueError, match="every label is -100"):
+        vlm.answer_loss(logits, torch.full_like(full, vlm.IGNORE_INDEX))
 
 
 def test_vlm_training_smoke(tmp_path):

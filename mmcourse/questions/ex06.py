@@ -37,7 +37,7 @@ def _decode_args(case: dict) -> dict:
     """One image and its prompt as the language model reads them: left-padded inputs_embeds, batch 1."""
     model = load_model(MODEL)
     with torch.no_grad():
-        inputs = model.generation_inputs(vlm._pixel_values(model, [case["image"]]), [case["question"]])
+        inputs = model.generation_inputs(vlm.pixel_values(model, [case["image"]]), [case["question"]])
     return {"model": model, **inputs, "max_new_tokens": case["max_new_tokens"]}
 
 
