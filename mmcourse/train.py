@@ -267,14 +267,20 @@ TRAINING_ONLY_FILES = ("trainer_state.pt", "history.json", "training_state.safet
 
 
 def git_commit() -> str:
+    """The short hash of HEAD, with "-dirty" when tracked files differ from it (the run then used other code)."""
     import subprocess
 
+    here = Path(__file__).resolve().parent
     try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, timeout=10)  # fmt: skip
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here, timeout=10)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], capture_output=True,
+                                 text=True, cwd=here, timeout=10)  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return done.stdout.strip() or "unknown"
+    commit = head.stdout.strip()
+    if not commit:
+        return "unknown"
+    return commit + ("-dirty" if changed.stdout.strip() else "")
 
 
 def metrics_table(metrics: dict[str, float]) -> str:

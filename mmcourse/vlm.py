@@ -592,7 +592,7 @@ def ship_vlm(run_dir: str | Path, name: str | None = None, eval_size: int = 1000
     curve = [{k: round(v, 4) for k, v in r.items()} for r in history if "vqa all" in r]
     sizes = {part: sum(f.stat().st_size for f in (target / part).glob("*.safetensors")) / 1e6 for part in ("vision", "language")}
     (target / "README.md").write_text(VLM_CARD.format(
-        name=name, image_tokens=recipe["image_tokens"], n_tokens=model.num_image_tokens, vision=recipe["vision"],
+        name=name, image_tokens=recipe["image_tokens"], vision=recipe["vision"], reads=_reads(model.config),
         clip_sha=config["clip_sha256"][:16], params=sum(p.numel() for p in model.parameters()) / 1e6,
         lm_params=sum(p.numel() for p in model.language_model.parameters()) / 1e6,
         size=sum(sizes.values()) + (target / "projector.safetensors").stat().st_size / 1e6,
@@ -607,6 +607,15 @@ def ship_vlm(run_dir: str | Path, name: str | None = None, eval_size: int = 1000
     ) + "\n")  # fmt: skip
     checkpoints.write_manifest(target)
     return target
+
+
+def _reads(config: VLMConfig) -> str:
+    if config.image_tokens == "cls":
+        return "**one** image token, the pooled [CLS] (`pooler_output`)"
+    if config.merge == 1:
+        return "**every patch token** of `last_hidden_state` as an image token"
+    return (f"the patch tokens of `last_hidden_state`, each {config.merge} x {config.merge} block concatenated into "
+            f"one image token (pixel shuffle): **9 image tokens**, one per cell of the scene")
 
 
 def vqa_table(metrics: dict[str, float], baselines: dict[str, float]) -> str:
@@ -638,8 +647,8 @@ tags: [vision-language, llama, clip, mmcourse, shapes-world]
 
 A tiny vision-language model of the shapes world: the frozen vision tower of `{vision}` (its `model.safetensors`
 sha256 begins `{clip_sha}`), a 2-layer GELU MLP projector, and a `LlamaForCausalLM` ({lm_params:.2f} M parameters)
-trained from scratch. The language model reads **{image_tokens}** image tokens ({n_tokens} per image), then
-`[BOS] question [EOS]`, and answers (or, with an empty question, captions). {params:.2f} M parameters in all,
+trained from scratch. The language model reads {reads}, then `[BOS] question [EOS]`, and answers (or, with an
+empty question, captions). {params:.2f} M parameters in all,
 {size:.1f} MB. Lessons 06 and 07 use it.
 
 Load it with `mmcourse.vlm.load("{name}")`. The parts are plain Hugging Face folders: `vision/` for
