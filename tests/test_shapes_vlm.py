@@ -34,7 +34,9 @@ def test_parts_are_plain_hugging_face_folders(name):
     tokenizer = AutoTokenizer.from_pretrained(folder / "language")
     assert tokenizer.eos_token_id == language.config.eos_token_id == 3
     projector = load_file(folder / "projector.safetensors")
-    assert projector["0.weight"].shape == (language.config.hidden_size, vision.config.hidden_size)
+    merge = json.loads((folder / "mmcourse_vlm.json").read_text())["merge"]
+    assert merge == (3 if name.endswith("patches") else 1)
+    assert projector["0.weight"].shape == (language.config.hidden_size, vision.config.hidden_size * merge**2)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -82,3 +84,14 @@ def test_patch_model_meets_its_targets_on_fresh_scenes(fresh):
     assert got["caption all"] >= 0.85, got
     for n in (1, 2, 3):
         assert got[f"caption {n} obj"] >= 0.75, got
+
+
+def test_cls_model_loses_where_things_are_in_busy_scenes(fresh):
+    """Lesson 07's claim, on fresh scenes: equal on one object, at least 30 points behind with company."""
+    patches, cls, base = fresh["shapes-vlm-patches"], fresh["shapes-vlm-cls"], fresh["baselines"]
+    assert cls["vqa position (1 obj)"] >= 0.9, cls
+    for n in (2, 3):
+        assert patches[f"vqa position ({n} obj)"] >= cls[f"vqa position ({n} obj)"] + 0.3, (n, patches, cls)
+    assert cls["caption 3 obj"] <= patches["caption 3 obj"] - 0.3, (cls, patches)
+    for kind in ("color", "shape", "count", "exists"):  # it does read the image: far above the baselines
+        assert cls[f"vqa {kind}"] >= base[f"question-only {kind}"] + 0.3, (kind, cls, base)

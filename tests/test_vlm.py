@@ -204,6 +204,24 @@ def test_answer_loss_per_token_is_hugging_faces_and_per_example_weighs_examples_
         vlm.answer_loss(logits, torch.full_like(full, vlm.IGNORE_INDEX))
 
 
+def test_sequence_table_and_answer_logprobs(model):
+    row = vlm.sequence_table(model, "Where is the red circle?", "top left")
+    n_img = model.num_image_tokens
+    assert len({len(v) for v in row.values()}) == 1
+    assert row["kinds"][:n_img] == ["image"] * n_img and row["tokens"][n_img] == "[BOS]"
+    assert [t for t, k in zip(row["tokens"], row["kinds"]) if k == "answer"] == ["top", "left", "[EOS]"]
+    assert [lab for lab, k in zip(row["labels"], row["kinds"]) if k != "answer"] == ["-100"] * (len(row["kinds"]) - 3)
+    images = [data.random_scene(i).render() for i in range(2)]
+    scores = vlm.answer_logprobs(model, images, ["Where is the red circle?", ""], ["top left", "a red circle at the top"])
+    batch = model.training_batch(["Where is the red circle?"], ["top left"])
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        logits = model(vlm.pixel_values(model, images[:1]), **batch).logits
+    mean = vlm.answer_loss(logits, model.full_labels(labels), per="token")
+    torch.testing.assert_close(scores[0], -3 * mean, rtol=1e-4, atol=1e-4)  # "top", "left", [EOS]
+    assert scores.shape == (2,) and (scores < 0).all()
+
+
 def test_vlm_training_smoke(tmp_path):
     """A few steps of the shipped recipe on a tiny LM: the loss falls from chance, and training resumes."""
     import math
