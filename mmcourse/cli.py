@@ -82,24 +82,26 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.what == "vlm":
-        return _train_vlm(args)
     from dataclasses import replace
 
-    from . import train
+    from . import train, vlm
 
-    recipe = train.ClipRecipe()
+    if args.what == "vlm":
+        recipe, run, ship, show = vlm.recipe(args.image_tokens), vlm.train_vlm, vlm.ship_vlm, _print_vlm_metrics
+        run_dir = args.run_dir or f"runs/shapes-vlm-{args.image_tokens}"
+    else:
+        recipe, run, ship, show = train.ClipRecipe(), train.train_clip, train.ship_clip, _print_clip_metrics
+        run_dir = args.run_dir or "runs/shapes-clip"
     if args.steps:
         recipe = replace(recipe, train=replace(recipe.train, steps=args.steps))
-    run_dir = args.run_dir or "runs/shapes-clip"
     try:
-        train.train_clip(run_dir, recipe)
+        run(run_dir, recipe)
     except ValueError as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
     if args.ship:
-        print(f"Shipped {train.ship_clip(run_dir)}")
-    return _print_clip_metrics(f"{run_dir}/last", 1000, 0)
+        print(f"Shipped {ship(run_dir)}")
+    return show(f"{run_dir}/last", 1000, 0)
 
 
 def _print_clip_metrics(name: str, size: int, start: int) -> int:
@@ -114,25 +116,6 @@ def _print_clip_metrics(name: str, size: int, start: int) -> int:
     for metric, value in metrics.items():
         print(f"  {metric:32} {value * 100:6.1f} %")
     return 0
-
-
-def _train_vlm(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from . import vlm
-
-    recipe = vlm.recipe(args.image_tokens)
-    if args.steps:
-        recipe = replace(recipe, train=replace(recipe.train, steps=args.steps))
-    run_dir = args.run_dir or f"runs/shapes-vlm-{args.image_tokens}"
-    try:
-        vlm.train_vlm(run_dir, recipe)
-    except ValueError as error:
-        print(f"train: {error}", file=sys.stderr)
-        return 2
-    if args.ship:
-        print(f"Shipped {vlm.ship_vlm(run_dir)}")
-    return _print_vlm_metrics(f"{run_dir}/last", 1000, 0)
 
 
 def _print_vlm_metrics(name: str, size: int, start: int) -> int:
