@@ -32,6 +32,15 @@ def chromium() -> str:
 
 
 @pytest.fixture
+def bwrap() -> str:
+    from mmcourse.sandbox import bubblewrap
+
+    path = bubblewrap()
+    need_system("bubblewrap that can create namespaces", path is not None, "apt-get install -y bubblewrap")
+    return path
+
+
+@pytest.fixture
 def course_root() -> Path:
     return ROOT
 

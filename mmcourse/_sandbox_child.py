@@ -1,0 +1,93 @@
+"""The child side of `mmcourse.sandbox.run`: read a job on stdin, run it, write plain data to the result pipe.
+
+A job is {"setup": code, "answer": code, "name": the learner's object, "qid": question id, "stub": dotted names of
+library functions to replace by a stub that raises, "cases": plain-data cases}. The child runs the setup, stubs the
+references, runs the answer cell, then calls the learner's object on each case (after the question's `prepare`)
+and returns {"outputs": [{"value": ...} or {"error": ...}]}. It judges nothing: the parent compares.
+A job {"code": str} simply runs that code and returns what it leaves in `result` (used by the tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import sys
+
+
+def _stub(dotted: str) -> None:
+    module_name, _, attribute = dotted.rpartition(".")
+    module = importlib.import_module(module_name)
+
+    def stub(*args, **kwargs):
+        raise RuntimeError(f"{dotted} is the reference implementation and cannot be used in a graded answer.")
+
+    setattr(module, attribute, stub)
+
+
+def _run(job: dict) -> dict:
+    if "code" in job:
+        namespace: dict = {}
+        exec(compile(job["code"], "<job>", "exec"), namespace)
+        return {"result": namespace.get("result")}
+    from mmcourse import questions
+    from mmcourse.questions import to_plain
+
+    question = questions.get(job["qid"])
+    namespace = {"__name__": "__main__"}
+    try:
+        exec(compile(job["setup"], "<setup>", "exec"), namespace)
+    except BaseException as error:  # noqa: BLE001 - the reference's own cells; a failure is reported, not fatal
+        return {"setup_error": f"{type(error).__name__}: {error}"[:500]}
+    for dotted in job.get("stub", []):
+        _stub(dotted)
+    try:
+        exec(compile(job["answer"], "<answer>", "exec"), namespace)
+    except BaseException as error:  # noqa: BLE001 - SystemExit and KeyboardInterrupt in an answer are its errors
+        return {"answer_error": f"{type(error).__name__}: {error}"[:500]}
+    learner = namespace.get(job["name"])
+    outputs = []
+    for case in job["cases"]:
+        try:
+            value = to_plain(learner(**question.prepare(case)))
+            outputs.append({"value": value})
+        except BaseException as error:  # noqa: BLE001
+            outputs.append({"error": f"{type(error).__name__}: {error}"[:500]})
+    return {"outputs": outputs}
+
+
+def main() -> None:
+    from mmcourse.sandbox import decode, encode
+
+    payload = decode(sys.stdin.buffer.read())
+    result_fd = payload["result_fd"]
+    try:
+        import torch
+
+        torch.set_num_threads(payload["threads"])
+    except ImportError:
+        pass
+    result = _run(payload["job"])
+    try:
+        data = encode(result)
+    except TypeError as error:
+        outputs = result.get("outputs")
+        if outputs is None:
+            data = encode({"encode_error": str(error)})
+        else:  # one unencodable output must not lose the others
+            safe = []
+            for item in outputs:
+                try:
+                    encode(item)
+                    safe.append(item)
+                except TypeError as reason:
+                    safe.append({"error": f"the output is not plain data: {reason}"})
+            data = encode({"outputs": safe})
+    with io.FileIO(result_fd, "wb", closefd=True) as pipe:
+        pipe.write(data)
+    sys.stdout.flush()
+    os._exit(0)  # no atexit handlers of learner code run after the result is written
+
+
+if __name__ == "__main__":
+    main()
