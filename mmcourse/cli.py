@@ -142,6 +142,44 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
 
 
+def _grade(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from . import grade, questions, sandbox
+
+    out = Path(args.out)
+    if args.merge:
+        out.mkdir(parents=True, exist_ok=True)
+        for folder in args.submissions:
+            for result in Path(folder).glob("*.json"):
+                if result.parent.resolve() != out.resolve():
+                    shutil.copy2(result, out / result.name)
+                    feedback = result.with_suffix(".feedback.md")
+                    if feedback.exists():
+                        shutil.copy2(feedback, out / feedback.name)
+        print(f"Merged into {grade.write_csv(out)}")
+        return 0
+    if args.questions:
+        questions.load_dir(Path(args.questions))
+    if not args.unsafe and sandbox.bubblewrap() is None:
+        print("grade: bubblewrap (bwrap) is not available, so learners' code cannot be isolated. Install it "
+              "(apt-get install bubblewrap) or pass --unsafe to grade WITHOUT a sandbox.", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.unsafe:
+        print("WARNING: grading with --unsafe: learners' code runs WITHOUT a sandbox, as you.", file=sys.stderr)
+    try:
+        paths = grade.shard(grade.collect(Path(p) for p in args.submissions), args.shard)
+    except ValueError as error:
+        print(f"grade: {error}", file=sys.stderr)
+        return 2
+    limits = sandbox.Limits(wall_seconds=args.timeout, cpu_seconds=int(args.timeout * 2), memory_mb=args.memory)
+    settings = grade.Settings(limits=limits, hidden=args.hidden, seed=args.seed, unsafe=args.unsafe)
+    written = grade.grade_all(paths, out, settings, grade.default_references(), workers=args.workers)
+    print(f"Graded {len(written)} new submission(s) of {len(paths)}; gradebook: {out / 'grades.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcourse", description="Build a vision-language model, lesson by lesson.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -178,6 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n", type=int, default=1000, help="scenes per group (default 1000)")
     evaluate.add_argument("--start", type=int, default=0, help="first test-split example (fresh scenes: any other)")
     evaluate.set_defaults(run=_eval)
+    grading = commands.add_parser("grade", help="grade learners' notebooks in a sandbox: `mmcourse grade FILES... --out DIR`")
+    grading.add_argument("submissions", nargs="+", help="notebooks or folders of them (with --merge: result folders)")
+    grading.add_argument("--out", required=True, help="the gradebook folder (grades.csv, one JSON and feedback each)")
+    grading.add_argument("--workers", type=int, default=1, help="submissions graded at once (default 1)")
+    grading.add_argument("--timeout", type=float, default=120.0, help="seconds per question (default 120)")
+    grading.add_argument("--memory", type=int, default=4096, help="MB of address space per question (default 4096)")
+    grading.add_argument("--hidden", type=int, default=10, help="hidden cases per question (default 10)")
+    grading.add_argument("--seed", type=int, default=0, help="the hidden cases' seed: keep it private")
+    grading.add_argument("--questions", help="a folder of instructor question definitions (private variants)")
+    grading.add_argument("--shard", help="grade only shard i of n (e.g. 2/5); merge the shards' folders with --merge")
+    grading.add_argument("--merge", action="store_true", help="merge result folders into --out and rewrite grades.csv")
+    grading.add_argument("--unsafe", action="store_true", help="grade without bubblewrap (NOT isolated; says so loudly)")
+    grading.set_defaults(run=_grade)
     return parser
 
 

@@ -394,7 +394,7 @@ def vector_norms(groups: Mapping[str, Sequence[float]], title: str = "") -> Figu
     high = max(v.max() for v in values.values())
     bins = np.geomspace(max(low, 1e-6) * 0.9, high * 1.1, 40)
     for i, (name, v) in enumerate(values.items()):
-        ax.hist(v, bins=bins, alpha=0.6, color=GROUP_COLORS[i % len(GROUP_COLORS)], label=f"{name} (median {np.median(v):.2g})")
+        ax.hist(v, bins=bins, alpha=0.6, color=GROUP_COLORS[i % len(GROUP_COLORS)], label=f"{name} (median {np.median(v):.3g})")
     ax.set_xscale("log")
     ax.set_xlabel("vector length (L2 norm)")
     ax.set_ylabel("count")
@@ -406,11 +406,11 @@ def vector_norms(groups: Mapping[str, Sequence[float]], title: str = "") -> Figu
 
 
 def embedding_map(points, labels: Sequence[str], groups: Sequence[str], title: str = "",
-                  colors: Mapping[str, str] | None = None) -> Figure:  # fmt: skip
-    """2-D points (n, 2) coloured by group (`colors` may name a group's color); points of the group "word" are
+                  colors: Mapping[str, object] | None = None) -> Figure:  # fmt: skip
+    """2-D points (n, 2) coloured by group (`colors`: a group's matplotlib color); points of the group "word" are
     black crosses labelled with their text."""
     points = np.asarray(points.detach().cpu() if hasattr(points, "detach") else points, dtype=float)
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(7.6, 4.6))
     for i, group in enumerate(dict.fromkeys(groups)):
         idx = [k for k, g in enumerate(groups) if g == group]
         color = "k" if group == "word" else (colors or {}).get(group, GROUP_COLORS[i % len(GROUP_COLORS)])
@@ -419,7 +419,7 @@ def embedding_map(points, labels: Sequence[str], groups: Sequence[str], title: s
         if group == "word":
             for k in idx:
                 ax.annotate(labels[k], points[k], fontsize=7, xytext=(2, 2), textcoords="offset points")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)  # off the points
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

@@ -111,12 +111,13 @@ class MultimodalModel(nn.Module):
     """A `CLIPVisionModel`, a projector and a `LlamaForCausalLM` (any causal LM that takes `inputs_embeds`)."""
 
     def __init__(self, vision_model, language_model, projector: nn.Module | None, tokenizer,
-                 image_tokens: str = "patches", config: VLMConfig | None = None, processor=None) -> None:  # fmt: skip
+                 image_tokens: str | None = None, config: VLMConfig | None = None, processor=None) -> None:  # fmt: skip
         super().__init__()
         self.processor = processor  # the vision tower's CLIPImageProcessor; None: CLIP's defaults at its size
-        config = config or VLMConfig(image_tokens=image_tokens)
-        if config.image_tokens != image_tokens:
-            config = VLMConfig(**{**asdict(config), "image_tokens": image_tokens})
+        if config is None:
+            config = VLMConfig(image_tokens=image_tokens or "patches")
+        elif image_tokens is not None and image_tokens != config.image_tokens:
+            raise ValueError(f"image_tokens={image_tokens!r} but config.image_tokens={config.image_tokens!r}; give one.")
         self.config = config
         self.vision_model = vision_model
         self.language_model = language_model
@@ -201,6 +202,8 @@ class MultimodalModel(nn.Module):
 
     def training_batch(self, questions: list[str], answers: list[str]) -> dict[str, torch.Tensor]:
         """Right-padded `input_ids`, `attention_mask` and `labels` (-100 on the prompt and padding). (B, T)"""
+        if not questions:
+            raise ValueError("no examples: give at least one question (\"\" for a caption) and its answer.")
         # the answer's words; text_row appends the [EOS] (answer_ids(a) = these + [EOS])
         pairs = [(self.prompt_ids(q), self.answer_ids(a)[:-1]) for q, a in zip(questions, answers, strict=True)]
         length = max(len(p) + len(a) + 1 for p, a in pairs)
@@ -289,8 +292,9 @@ def load(name: str, device: torch.device | str | None = None) -> MultimodalModel
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor, per: str = "example") -> torch.Tensor:
     """Next-token cross-entropy on the labelled positions. logits (B, T, V), labels (B, T), image positions included.
 
-    `per="token"` is Hugging Face's mean over every labelled token of the batch: a 25-word caption then outweighs a
-    one-word answer 13 to 1, and the model learns to caption long before it learns to answer. `per="example"`
+    `per="token"` is Hugging Face's mean over every labelled token of the batch: a 3-object caption (24 labels with
+    its [EOS]) then outweighs a one-word answer (2 labels) 12 to 1, and the model learns to caption long before it
+    learns to answer. `per="example"`
     averages within each example first, so every caption and every answer counts the same.
     """
     if per not in ("token", "example"):
@@ -592,7 +596,9 @@ def ship_vlm(run_dir: str | Path, name: str | None = None, eval_size: int = 1000
     curve = [{k: round(v, 4) for k, v in r.items()} for r in history if "vqa all" in r]
     sizes = {part: sum(f.stat().st_size for f in (target / part).glob("*.safetensors")) / 1e6 for part in ("vision", "language")}
     (target / "README.md").write_text(VLM_CARD.format(
-        name=name, image_tokens=recipe["image_tokens"], vision=recipe["vision"], reads=_reads(model.config),
+        name=name, image_tokens=recipe["image_tokens"], vision=recipe["vision"], reads=_reads(model),
+        projector="2-layer GELU MLP" if recipe["projector"] == "mlp" else "linear",
+        lessons="Lessons 04-07 use it." if recipe["image_tokens"] == "patches" else "Lesson 07 compares it with the patch model.",
         clip_sha=config["clip_sha256"][:16], params=sum(p.numel() for p in model.parameters()) / 1e6,
         lm_params=sum(p.numel() for p in model.language_model.parameters()) / 1e6,
         size=sum(sizes.values()) + (target / "projector.safetensors").stat().st_size / 1e6,
@@ -609,13 +615,14 @@ def ship_vlm(run_dir: str | Path, name: str | None = None, eval_size: int = 1000
     return target
 
 
-def _reads(config: VLMConfig) -> str:
+def _reads(model: MultimodalModel) -> str:
+    config = model.config
     if config.image_tokens == "cls":
         return "**one** image token, the pooled [CLS] (`pooler_output`)"
     if config.merge == 1:
-        return "**every patch token** of `last_hidden_state` as an image token"
+        return f"**every patch token** of `last_hidden_state`: {model.num_image_tokens} image tokens"
     return (f"the patch tokens of `last_hidden_state`, each {config.merge} x {config.merge} block concatenated into "
-            f"one image token (pixel shuffle): **9 image tokens**, one per cell of the scene")
+            f"one image token (pixel shuffle): **{model.num_image_tokens} image tokens**")
 
 
 def vqa_table(metrics: dict[str, float], baselines: dict[str, float]) -> str:
@@ -646,10 +653,10 @@ tags: [vision-language, llama, clip, mmcourse, shapes-world]
 # {name}
 
 A tiny vision-language model of the shapes world: the frozen vision tower of `{vision}` (its `model.safetensors`
-sha256 begins `{clip_sha}`), a 2-layer GELU MLP projector, and a `LlamaForCausalLM` ({lm_params:.2f} M parameters)
+sha256 begins `{clip_sha}`), a {projector} projector, and a `LlamaForCausalLM` ({lm_params:.2f} M parameters)
 trained from scratch. The language model reads {reads}, then `[BOS] question [EOS]`, and answers (or, with an
 empty question, captions). {params:.2f} M parameters in all,
-{size:.1f} MB. Lessons 06 and 07 use it.
+{size:.1f} MB. {lessons}
 
 Load it with `mmcourse.vlm.load("{name}")`. The parts are plain Hugging Face folders: `vision/` for
 `CLIPVisionModel` and `CLIPImageProcessor`, `language/` for `LlamaForCausalLM` and `AutoTokenizer`;
@@ -661,7 +668,7 @@ Load it with `mmcourse.vlm.load("{name}")`. The parts are plain Hugging Face fol
   code at commit `{commit}`
 - steps: {steps}; threads: {threads}; training time: {minutes:.1f} min wall, {cpu_minutes:.1f} min CPU
 - each batch: a quarter captions, the rest balanced questions of five kinds; the loss is averaged per example,
-  so a one-word answer weighs as much as a 25-word caption; the withheld color-shape pairs never appear
+  so a one-word answer weighs as much as a whole caption; the withheld color-shape pairs never appear
 
 ```json
 {recipe}

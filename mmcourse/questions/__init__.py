@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import pkgutil
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,12 +207,24 @@ class Question:
     compare: Callable[[Any, Any], str | None] = Exact()
     hints: tuple[Hint, ...] = ()
     describe: Callable[[Case], str] = field(default=lambda case: _short_repr(case))
+    # dotted names of the library code that answers this question ("mmcourse.vlm.visual_qa"): the grader replaces
+    # them by a stub that raises and flags answers that use them; the oracle itself counts when it is library code
+    references: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.qid.isidentifier() or not self.name.isidentifier():
             raise ValueError(f"question id {self.qid!r} and name {self.name!r} must be Python identifiers.")
         if not self.visible:
             raise ValueError(f"question {self.qid} needs at least one visible case.")
+
+    @property
+    def reference_names(self) -> tuple[str, ...]:
+        """What a graded answer may not use: `references`, and the oracle when it is a library function."""
+        names = list(self.references)
+        module = getattr(self.oracle, "__module__", "") or ""
+        if module.startswith("mmcourse.") and not module.startswith("mmcourse.questions"):
+            names.append(f"{module}.{self.oracle.__qualname__}")
+        return tuple(dict.fromkeys(names))
 
     @property
     def exercise(self) -> str:
@@ -256,6 +269,7 @@ class Question:
 
 _REGISTRY: dict[str, Question] = {}
 _builtins_loaded = False
+_LOADING = threading.RLock()
 
 
 def register(question: Question) -> Question:
@@ -266,10 +280,11 @@ def register(question: Question) -> Question:
 
 def _load_builtins() -> None:
     global _builtins_loaded
-    if not _builtins_loaded:
-        _builtins_loaded = True
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
+    with _LOADING:  # the grader asks from several threads; none may see a half-filled registry
+        if not _builtins_loaded:
+            for module in pkgutil.iter_modules(__path__):
+                importlib.import_module(f"{__name__}.{module.name}")
+            _builtins_loaded = True
 
 
 def all_questions() -> dict[str, Question]:

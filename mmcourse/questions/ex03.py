@@ -44,6 +44,7 @@ LOSS = register(
         prompt="my_contrastive_loss(image_features, text_features, temperature) -> scalar: L2-normalize, "
                "similarities / temperature, cross-entropy with diagonal targets in both directions, averaged.",  # fmt: skip
         oracle=_loss_reference,
+        references=("mmcourse.contrastive.ContrastiveLoss", "mmcourse.contrastive.symmetric_cross_entropy"),
         visible=(_features(0, 4, 8), _features(1, 8, 16, 0.5), _features(2, 2, 4, 1.0)),
         hidden=lambda rng, n: [_features(rng.randrange(2**31), rng.randint(2, 16), rng.choice([4, 32]),
                                          rng.choice([0.05, 0.07, 0.2, 1.0])) for _ in range(n)],  # fmt: skip
@@ -132,6 +133,7 @@ RECALL = register(
         prompt="my_recall_at_k(similarity, correct, k) -> float: the share of queries (rows) whose k most similar "
                "candidates include a correct one.",  # fmt: skip
         oracle=_recall_reference,
+        references=("mmcourse.contrastive.recall_at_k",),
         visible=(_recall_case(0, 6, 5, 1), _recall_case(1, 20, 10, 3), _recall_case(2, 10, 10, 5)),
         hidden=_recall_hidden,
         prepare=as_tensors,

@@ -76,6 +76,7 @@ LINEAR = register(
         prompt="my_linear_projection(features, weight, bias) -> (B, N, D_lm): what nn.Linear does with its weight "
                "(D_lm, D_v) and bias (D_lm,), applied to every image token of features (B, N, D_v).",  # fmt: skip
         oracle=_linear_reference,
+        references=("mmcourse.projection.make_projector",),
         # the first case is square (D_v = D_lm): a forgotten transpose runs there and gives wrong numbers
         visible=(_linear_case(0, 1, 4, 8, 8), _linear_case(1, 2, 9, 16, 24), _linear_case(2, 1, 81, 32, 48)),
         hidden=_linear_hidden,
@@ -130,6 +131,7 @@ MLP = register(
         prompt="my_mlp_projection(features, w1, b1, w2, b2) -> (B, N, D_lm): LLaVA-1.5's projector, "
                "Linear(D_v, D_lm) -> GELU (exact, erf) -> Linear(D_lm, D_lm), weights stored as nn.Linear does.",  # fmt: skip
         oracle=_mlp_reference,
+        references=("mmcourse.projection.make_projector",),
         visible=(_mlp_case(0, 1, 4, 8, 16), _mlp_case(1, 2, 9, 16, 24), _mlp_case(2, 1, 81, 32, 48)),
         hidden=_mlp_hidden,
         prepare=as_tensors,
@@ -193,6 +195,7 @@ COUNT = register(
         prompt="my_parameter_count(kind, in_dim, out_dim) -> int: the trainable parameters of "
                "make_projector(kind, in_dim, out_dim), 'linear' or 'mlp', computed from the sizes alone.",  # fmt: skip
         oracle=_count_reference,
+        references=("mmcourse.projection.parameter_count", "mmcourse.projection.make_projector"),
         visible=({"kind": "linear", "in_dim": 128, "out_dim": 192}, {"kind": "mlp", "in_dim": 128, "out_dim": 192},
                  {"kind": "mlp", "in_dim": 1024, "out_dim": 4096}),  # fmt: skip
         hidden=_count_hidden,

@@ -239,6 +239,7 @@ LOSS = register(
         prompt="my_answer_loss(logits, labels) -> scalar: next-token cross-entropy (position t predicts label t+1) "
                "on the positions whose label is not -100, averaged within each example, then over the examples.",  # fmt: skip
         oracle=_loss_reference,
+        references=("mmcourse.vlm.answer_loss",),
         visible=(_loss_case(0, [1, 6], 8), _loss_case(1, [2, 9, 1], 16), _loss_case(2, [3, 1, 12, 2], 45)),
         hidden=_loss_hidden,
         prepare=as_tensors,

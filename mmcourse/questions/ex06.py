@@ -117,6 +117,7 @@ GREEDY = register(
                "ids of greedy decoding, one forward pass per token (argmax of the last position's logits, its "
                "embedding and a 1 appended), stopping after [EOS] (kept) or max_new_tokens tokens.",  # fmt: skip
         oracle=_greedy_reference,
+        references=("transformers.generation.utils.GenerationMixin.generate",),
         visible=_DECODE_VISIBLE,
         hidden=_decode_hidden,
         prepare=_decode_args,

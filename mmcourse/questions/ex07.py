@@ -104,6 +104,7 @@ VISUAL_QA = register(
                "[EOS] (model.prompt_ids), greedy generate with max_new_tokens=8, decoded without special tokens "
                "and stripped: what vlm.visual_qa answers.",  # fmt: skip
         oracle=_visual_qa_reference,
+        references=("mmcourse.vlm.visual_qa", "mmcourse.vlm.answer_questions"),
         visible=_QA_VISIBLE,
         hidden=_qa_hidden,
         prepare=_qa_args,
@@ -197,6 +198,7 @@ ACCURACY = register(
         prompt="my_accuracy_by_kind(kinds, answers, predictions) -> dict: exact-match accuracy (answers compared "
                "after data.normalize_question) per question kind that occurs, and over all items under 'all'.",  # fmt: skip
         oracle=_accuracy_reference,
+        references=("mmcourse.data.accuracy_by_kind",),
         visible=(_accuracy_case(0, 10), _accuracy_case(1, 25, ("color", "position", "count"), 0.7),
                  _accuracy_case(2, 6, ("exists", "shape"), 0.5)),  # fmt: skip
         hidden=_accuracy_hidden,

@@ -1,0 +1,175 @@
+"""`mmcourse grade`: hostile and broken submissions built from the solution notebooks, graded in the sandbox."""
+
+import json
+import shutil
+
+import nbformat
+import pytest
+
+from mmcourse import grade, questions, sandbox
+
+from conftest import ROOT
+
+SETTINGS = grade.Settings(limits=sandbox.Limits(wall_seconds=15, cpu_seconds=30, memory_mb=2048, output_bytes=50_000),
+                          hidden=3, seed=1234)  # fmt: skip
+REFERENCES = grade.default_references(ROOT)
+SOLUTION = ROOT / "solutions" / "ex03_contrastive.ipynb"
+FULL = {"ex03_contrastive_loss": 3, "ex03_recall_at_k": 2, "ex03_zero_shot": 2}
+
+
+def submission(tmp_path, name, edit=None, raw=None):
+    """A copy of solution 03 as `name`, with the zero-shot answer's body replaced by `edit` (code), or raw bytes."""
+    path = tmp_path / "in" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if raw is not None:
+        path.write_bytes(raw)
+        return path
+    book = nbformat.read(SOLUTION, as_version=4)
+    if edit is not None:
+        for cell in book.cells:
+            if "ex03_zero_shot" in cell.metadata.get("tags", []):
+                cell.source = "def my_zero_shot(image_embeddings, class_embeddings):\n" + "\n".join(
+                    "    " + line for line in edit.strip("\n").split("\n"))  # fmt: skip
+    nbformat.write(book, path)
+    return path
+
+
+def graded(tmp_path, path):
+    result = grade.grade_submission(path, SETTINGS, REFERENCES)
+    return {q.qid: (q.status, q.points, q.feedback) for q in result.questions}
+
+
+HONEST = "s = F.normalize(image_embeddings, dim=-1) @ F.normalize(class_embeddings, dim=-1).T\nreturn s.argmax(dim=1)"
+
+HOSTILE = {
+    "infinite loop": ("while True:\n    pass", "timeout"),
+    "memory bomb": ("x = bytearray(8 << 30)\nreturn x", "error"),
+    "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", ("timeout", "crashed")),
+    "output flood": ("while True:\n    print('x' * 10000)", "crashed"),
+    "sys.exit": ("import sys\nsys.exit(0)", "error"),
+    "os._exit": ("import os\nos._exit(0)", "crashed"),
+    "segfault": ("import ctypes\nctypes.string_at(0)", "crashed"),
+    "KeyboardInterrupt": ("raise KeyboardInterrupt", "error"),
+    "monkeypatched comparisons": ("import numpy, torch, builtins\nnumpy.allclose = lambda *a, **k: True\n"
+                                  "torch.allclose = lambda *a, **k: True\nnumpy.array_equal = lambda *a, **k: True\n"
+                                  "builtins.isinstance = lambda *a: True\nreturn torch.zeros(len(image_embeddings), dtype=torch.long)",
+                                  ("failed", "crashed")),  # a broken isinstance may take the child down: 0 either way
+    "a liar in __eq__": ("class Liar:\n    def __eq__(self, other):\n        return True\nreturn Liar()", "failed"),
+    "a tensor subclass": ("class Sneaky(torch.Tensor):\n    def __eq__(self, other):\n        return True\n"
+                          "return torch.zeros(len(image_embeddings), dtype=torch.long).as_subclass(Sneaky)", "failed"),
+    "NaN": ("return torch.full((len(image_embeddings),), float('nan'))", "failed"),
+    "hard-coded visible answers": ("return torch.tensor({0: [2, 0, 2, 1, 1]}.get(0))", "failed"),
+    "the reference function": ("from mmcourse.contrastive import zero_shot_predict\n"
+                               "return zero_shot_predict(image_embeddings, class_embeddings)", ("failed", "error")),
+    "reading solutions": ("open(" + repr(str(ROOT / "solutions" / "ex03_contrastive.ipynb")) + ").read()\n" + HONEST, "error"),
+    "forged result channel": ("import os\nfor fd in range(3, 20):\n    try:\n        os.write(fd, b'PK forged')\n"
+                              "    except OSError:\n        pass\n" + HONEST, ("passed", "crashed")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
+def test_hostile_answers_get_the_right_status_and_spare_the_other_questions(bwrap, tmp_path, case):
+    code, expected = HOSTILE[case]
+    result = graded(tmp_path, submission(tmp_path, "ex03_hostile.ipynb", code))
+    status, points, feedback = result["ex03_zero_shot"]
+    assert status in ((expected,) if isinstance(expected, str) else expected), (case, result["ex03_zero_shot"])
+    if status != "passed":
+        assert points == 0
+    for qid in ("ex03_contrastive_loss", "ex03_recall_at_k"):
+        assert result[qid][:2] == ("passed", FULL[qid]), (qid, result[qid])
+
+
+def test_honest_rewrite_passes_and_feedback_never_shows_the_hidden_answer(bwrap, tmp_path):
+    assert graded(tmp_path, submission(tmp_path, "ex03_honest.ipynb", HONEST))["ex03_zero_shot"][:2] == ("passed", 2)
+    wrong = graded(tmp_path, submission(tmp_path, "ex03_wrong.ipynb", HONEST.replace("argmax", "argmin")))
+    status, points, feedback = wrong["ex03_zero_shot"]
+    assert status == "failed" and points == 0 and "argmax, not argmin" in feedback
+    assert "expected" not in feedback.lower() or "value differs" in feedback
+
+
+def test_the_reference_is_flagged_statically_too():
+    names = questions.get("ex03_zero_shot").reference_names
+    assert grade.uses_reference("from mmcourse.contrastive import zero_shot_predict", names)
+    assert grade.uses_reference("import mmcourse\nmmcourse.contrastive.zero_shot_predict(a, b)", names)
+    assert not grade.uses_reference("s.argmax(dim=1)", names)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (b"", "empty"), (b"{not json", "not notebook JSON"), (json.dumps({"nbformat": 3, "worksheets": []}).encode(), "nbformat 3"),
+    (b"{" + b" " * (grade.MAX_NOTEBOOK_BYTES + 10) + b"}", "more than"),
+])  # fmt: skip
+def test_unreadable_notebooks_are_missing_with_a_reason(tmp_path, damage, reason):
+    result = grade.grade_submission(submission(tmp_path, "ex03_broken.ipynb", raw=damage), SETTINGS, REFERENCES)
+    assert reason in result.problem
+    assert [q.status for q in result.questions] == ["missing"] * 3
+
+
+@pytest.mark.parametrize("how", ["deleted", "retagged", "markdown", "duplicated"])
+def test_structural_damage_makes_only_that_question_missing(bwrap, tmp_path, how):
+    book = nbformat.read(SOLUTION, as_version=4)
+    index = next(i for i, c in enumerate(book.cells) if "ex03_zero_shot" in c.metadata.get("tags", []))
+    if how == "deleted":
+        del book.cells[index]
+    elif how == "retagged":
+        book.cells[index].metadata["tags"] = ["something_else"]
+    elif how == "markdown":
+        book.cells[index] = nbformat.v4.new_markdown_cell(book.cells[index].source)
+    else:
+        book.cells.insert(index, nbformat.v4.new_code_cell(book.cells[index].source, metadata={"tags": ["ex03_zero_shot"]}))
+    path = tmp_path / "ex03_damaged.ipynb"
+    nbformat.write(book, path)
+    result = graded(tmp_path, path)
+    assert result["ex03_zero_shot"][0] == "missing"
+    assert result["ex03_contrastive_loss"][:2] == ("passed", 3)
+
+
+def test_gradebook_names_resume_and_csv_escaping(bwrap, tmp_path):
+    a, b = tmp_path / "alice" / "ex03.ipynb", tmp_path / "bob" / "ex03.ipynb"
+    for path, source in ((a, SOLUTION), (b, ROOT / "exercises" / "ex03_contrastive.ipynb")):
+        path.parent.mkdir(parents=True)
+        shutil.copy(source, path)
+    out = tmp_path / "grades"
+    written = grade.grade_all([a, b], out, SETTINGS, REFERENCES, progress=False)
+    assert len(written) == 2 and len({p.name for p in written}) == 2  # same file name, different content
+    rows = (out / "grades.csv").read_text().splitlines()
+    assert len(rows) == 3 and sorted(r.split(",")[-4] for r in rows[1:]) == ["0", "7"]
+    assert grade.grade_all([a, b], out, SETTINGS, REFERENCES, progress=False) == []  # a rerun resumes
+    assert grade._cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and grade._cell("-2") == "'-2" and grade._cell("ok") == "ok"
+    feedback = next(out.glob("*.feedback.md")).read_text()
+    assert "Total:" in feedback
+
+
+def test_every_solution_grades_full_and_every_exercise_zero(bwrap, tmp_path):
+    paths = []
+    for folder in ("solutions", "exercises"):
+        for source in sorted((ROOT / folder).glob("ex*.ipynb")):
+            target = tmp_path / folder / source.name
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy(source, target)
+            paths.append(target)
+    settings = grade.Settings(limits=sandbox.Limits(wall_seconds=120), hidden=2, seed=7)
+    for path in paths:
+        result = grade.grade_submission(path, settings, REFERENCES)
+        if path.parent.name == "solutions":
+            assert result.total == result.max_total > 0, [(q.qid, q.status, q.feedback) for q in result.questions]
+        else:
+            assert result.total == 0 and all(q.status == "error" for q in result.questions), result.questions
+
+
+def test_shards_split_a_class_and_merge_back(bwrap, tmp_path):
+    from mmcourse.cli import main
+
+    paths = []
+    for i in range(4):
+        path = submission(tmp_path, f"ex03_student{i}.ipynb", HONEST if i % 2 else HONEST.replace("argmax", "argmin"))
+        paths.append(path)
+    shards = [grade.shard(paths, f"{i}/2") for i in (1, 2)]
+    assert sorted(shards[0] + shards[1]) == sorted(paths) and not set(shards[0]) & set(shards[1])
+    with pytest.raises(ValueError, match="2/5"):
+        grade.shard(paths, "3/2")
+    for i in (1, 2):
+        assert main(["grade", str(tmp_path / "in"), "--out", str(tmp_path / f"shard{i}"), "--shard", f"{i}/2",
+                     "--hidden", "2", "--timeout", "30"]) == 0  # fmt: skip
+    assert main(["grade", "--merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(tmp_path / "all")]) == 0
+    rows = (tmp_path / "all" / "grades.csv").read_text().splitlines()
+    assert len(rows) == 5 and sorted(r.split(",")[-4] for r in rows[1:]) == ["5", "5", "7", "7"]
