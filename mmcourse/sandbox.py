@@ -171,12 +171,14 @@ def _command(python: str, bwrap: str | None, limits: Limits) -> list[str]:
     if bwrap is None:
         return child
     command = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"]
+    # the private /tmp first: mounts apply in order, and a course cloned under /tmp must stay visible on top of it
+    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in _read_only_paths():
         command += ["--ro-bind", path, path]
     for link in ("lib", "lib64", "bin", "sbin"):  # merged /usr (Debian): /lib -> usr/lib, ...
         if Path("/", link).is_symlink():
             command += ["--symlink", os.readlink(Path("/", link)), f"/{link}"]
-    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/work", "--chdir", "/work"]
+    command += ["--dir", "/work", "--chdir", "/work"]
     environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/work", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
                    "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                    "OMP_NUM_THREADS": str(limits.threads), "MMCOURSE_DEVICE": "cpu", "PYTHONHASHSEED": "0"}  # fmt: skip
@@ -259,7 +261,8 @@ def run(job: Any, limits: Limits = Limits(), unsafe: bool = False, python: str |
     if flooded.is_set():
         return Run("output limit", reason=f"wrote more than {limits.output_bytes} bytes of output", **common)
     if not kept["result"]:
-        return Run("crashed", reason=_death(process.returncode), **common)
+        last = texts["stderr"].strip().splitlines()[-1:]  # e.g. the exception that ended it
+        return Run("crashed", reason=_death(process.returncode) + (f" ({last[0][:200]})" if last else ""), **common)
     try:
         result = decode(bytes(kept["result"]), limits.result_bytes)
     except ValueError as error:
