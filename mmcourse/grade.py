@@ -74,7 +74,7 @@ class SubmissionGrade:
 # --- reading a submission ----------------------------------------------------------------------------------
 
 
-def exercise_of(path: Path, text: str | None = None) -> str | None:
+def exercise_of(path: Path) -> str | None:
     """The exercise a submission belongs to: "ex03" from its file name ("ex03_contrastive.ipynb", "ex03.ipynb")."""
     match = re.match(r"(ex\d\d)", path.name)
     return match.group(1) if match else None

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,6 @@ class Run:
     seconds: float = 0.0
     reason: str = ""
     sandboxed: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def bubblewrap() -> str | None:
