@@ -1,9 +1,10 @@
 """The child side of `mmcourse.sandbox.run`: read a job on stdin, run it, write plain data to the result pipe.
 
-A job is {"setup": code, "answer": code, "name": the learner's object, "qid": question id, "stub": dotted names of
-library functions to replace by a stub that raises, "cases": plain-data cases}. The child runs the setup, stubs the
-references, runs the answer cell, then calls the learner's object on each case (after the question's `prepare`)
-and returns {"outputs": [{"value": ...} or {"error": ...}]}. It judges nothing: the parent compares.
+A job is {"setup": code, "answer": code, "name": the learner's object, "prepare": "module:function" (the question's
+`prepare`, a function of the installed package), "stub": dotted names of library functions to replace by a stub
+that raises, "cases": plain-data cases}. The child runs the setup, stubs the references, runs the answer cell, then
+calls the learner's object on each case (after `prepare`) and returns {"outputs": [{"value": ...} or {"error":
+...}]}. It judges nothing and never sees a question definition: the parent compares.
 A job {"code": str} simply runs that code and returns what it leaves in `result` (used by the tests).
 """
 
@@ -35,15 +36,22 @@ def _stub(dotted: str) -> None:
     setattr(owner, parts[-1], stub)
 
 
+def _resolve(name: str):
+    module, _, qualname = name.partition(":")
+    target = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
 def _run(job: dict) -> dict:
     if "code" in job:
         namespace: dict = {}
         exec(compile(job["code"], "<job>", "exec"), namespace)
         return {"result": namespace.get("result")}
-    from mmcourse import questions
     from mmcourse.questions import to_plain
 
-    question = questions.get(job["qid"])
+    prepare = _resolve(job["prepare"])  # before the learner's code runs, so it cannot be swapped by name
     namespace = {"__name__": "__main__"}
     try:
         exec(compile(job["setup"], "<setup>", "exec"), namespace)
@@ -59,7 +67,7 @@ def _run(job: dict) -> dict:
     outputs = []
     for case in job["cases"]:
         try:
-            value = to_plain(learner(**question.prepare(case)))
+            value = to_plain(learner(**prepare(case)))
             outputs.append({"value": value})
         except BaseException as error:  # noqa: BLE001
             outputs.append({"error": f"{type(error).__name__}: {error}"[:500]})

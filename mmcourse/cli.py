@@ -161,7 +161,12 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"Merged into {grade.write_csv(out)}")
         return 0
     if args.questions:
-        questions.load_dir(Path(args.questions))
+        try:
+            variants = questions.load_dir(Path(args.questions))
+        except ValueError as error:
+            print(f"grade: {error}", file=sys.stderr)
+            return 2
+        print(f"Private question definitions: {', '.join(q.qid for q in variants) or 'none found'}")
     if not args.unsafe and sandbox.bubblewrap() is None:
         print("grade: bubblewrap (bwrap) is not available, so learners' code cannot be isolated. Install it "
               "(apt-get install bubblewrap) or pass --unsafe to grade WITHOUT a sandbox.", file=sys.stderr)  # fmt: skip

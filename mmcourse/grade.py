@@ -168,8 +168,8 @@ def grade_question(question: questions.Question, reference: nbformat.NotebookNod
     flagged = uses_reference(answer, question.reference_names)
     seed = random.Random(f"{settings.seed}:{question.qid}").randrange(2**63)
     cases = [*question.visible, *question.hidden_cases(seed, settings.hidden)]
-    job = {"qid": question.qid, "setup": reference_setup(reference, question.qid), "answer": answer,
-           "name": question.name, "stub": list(question.reference_names), "cases": cases}  # fmt: skip
+    job = {"setup": reference_setup(reference, question.qid), "answer": answer, "name": question.name,
+           "prepare": question.prepare_name, "stub": list(question.reference_names), "cases": cases}  # fmt: skip
     done = sandbox.run(job, settings.limits, unsafe=settings.unsafe)
     grade = _judge(question, cases, done)
     if flagged:
@@ -219,8 +219,10 @@ def digest(data: bytes) -> str:
 
 
 def safe_name(path: Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem).strip("._") or "submission"
-    return stem[:60]
+    """"alice__ex03_contrastive" for alice/ex03_contrastive.ipynb: the folder names the student, so two students'
+    identical files (both handed in the untouched exercise) stay two rows."""
+    parts = [re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip("._")[:40] for part in (path.resolve().parent.name, path.stem)]
+    return "__".join(part for part in parts if part) or "submission"
 
 
 def grade_submission(path: Path, settings: Settings, references: dict[str, Path]) -> SubmissionGrade:

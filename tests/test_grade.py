@@ -9,6 +9,7 @@ import pytest
 from mmcourse import grade, questions, sandbox
 
 from conftest import ROOT
+from test_grading import MUTATIONS  # the plausible bugs, defined once
 
 SETTINGS = grade.Settings(limits=sandbox.Limits(wall_seconds=15, cpu_seconds=30, memory_mb=2048, output_bytes=50_000),
                           hidden=3, seed=1234)  # fmt: skip
@@ -173,3 +174,109 @@ def test_shards_split_a_class_and_merge_back(bwrap, tmp_path):
     assert main(["grade", "--merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(tmp_path / "all")]) == 0
     rows = (tmp_path / "all" / "grades.csv").read_text().splitlines()
     assert len(rows) == 5 and sorted(r.split(",")[-4] for r in rows[1:]) == ["5", "5", "7", "7"]
+
+
+def test_private_question_variants_reach_the_child(bwrap, tmp_path, monkeypatch, capsys):
+    from mmcourse.cli import main
+
+    monkeypatch.setattr(questions, "_REGISTRY", dict(questions.all_questions()))  # the variant stays in this test
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "ex03_variant.py").write_text(
+        "import dataclasses\nfrom mmcourse import questions\n"
+        "base = questions.get('ex03_zero_shot')\n"
+        "def more_classes(rng, n):  # the instructor's own hidden cases: always 9 classes\n"
+        "    return [dict(case, class_embeddings=case['class_embeddings'][:1].repeat(9, 0) * 0 + rng.random())\n"
+        "            for case in base.hidden(rng, n)]\n"
+        "questions.register(dataclasses.replace(base, points=5, hidden=more_classes))\n"
+    )  # fmt: skip
+    path = submission(tmp_path, "ex03_private.ipynb", HONEST)
+    out = tmp_path / "out"
+    assert main(["grade", str(path), "--out", str(out), "--questions", str(private), "--hidden", "2"]) == 0
+    assert "ex03_zero_shot" in capsys.readouterr().out
+    (record,) = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    zero_shot = next(q for q in record["questions"] if q["qid"] == "ex03_zero_shot")
+    assert (zero_shot["status"], zero_shot["points"], zero_shot["max_points"]) == ("passed", 5, 5)
+    assert record["max_total"] == 10
+
+    (private / "ex03_lambda.py").write_text(
+        "import dataclasses\nfrom mmcourse import questions\n"
+        "questions.register(dataclasses.replace(questions.get('ex03_recall_at_k'), prepare=lambda case: dict(case)))\n"
+    )  # fmt: skip
+    assert main(["grade", str(path), "--out", str(tmp_path / "out2"), "--questions", str(private)]) == 2
+    assert "sees only the mmcourse package" in capsys.readouterr().err
+
+
+def test_a_connection_to_a_listener_on_loopback_gets_nothing_through(bwrap, tmp_path):
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        code = (f"import socket\nwith socket.create_connection(('127.0.0.1', {port}), timeout=3) as s:\n"
+                "    s.sendall(b'stolen')\n" + HONEST)  # fmt: skip
+        status, points, feedback = graded(tmp_path, submission(tmp_path, "ex03_net.ipynb", code))["ex03_zero_shot"]
+        assert (status, points) == ("error", 0), feedback
+        assert "Connection refused" in feedback or "unreachable" in feedback, feedback  # the sandbox's own loopback
+        listener.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            listener.accept()
+
+
+def test_the_answer_cannot_write_into_the_gradebook_or_over_other_results(bwrap, tmp_path):
+    out = tmp_path / "grades"
+    honest = submission(tmp_path, "ex03_alice.ipynb", HONEST)
+    (alice,) = grade.grade_all([honest], out, SETTINGS, REFERENCES, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    targets = [str(alice), str(out / "grades.csv"), str(out / "forged-0000000000000000.json")]
+    code = (f"for target in {targets!r}:\n    open(target, 'w').write('{{\"total\": 100}}')\n" + HONEST)
+    hostile = submission(tmp_path, "ex03_mallory.ipynb", code)
+    grade.grade_all([hostile], out, SETTINGS, REFERENCES, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in before and p.name != "grades.csv"} == {
+        k: v for k, v in before.items() if k != "grades.csv"}  # fmt: skip
+    assert not (out / "forged-0000000000000000.json").exists()
+    rows = {r.split(",")[0]: r.split(",") for r in (out / "grades.csv").read_text().splitlines()[1:]}
+    assert rows["in__ex03_alice"][-4] == "7" and rows["in__ex03_mallory"][-4] == "5"
+    mallory = json.loads(next(out.glob("in__ex03_mallory-*.json")).read_text())
+    status = {q["qid"]: q["status"] for q in mallory["questions"]}
+    assert status["ex03_zero_shot"] == "error"
+    assert any(word in json.dumps(mallory) for word in ("FileNotFoundError", "PermissionError", "Read-only"))
+
+
+def test_library_warnings_and_slow_but_correct_code_cost_nothing(bwrap, tmp_path):
+    code = ("import sys, time, warnings\nwarnings.warn('a deprecated call', DeprecationWarning)\n"
+            "warnings.warn('a library warning', UserWarning)\nprint('some noise on stderr', file=sys.stderr)\n"
+            "time.sleep(0.5)  # per case: slow, but well inside the time limit\n" + HONEST)  # fmt: skip
+    result = graded(tmp_path, submission(tmp_path, "ex03_noisy.ipynb", code))
+    assert {qid: r[:2] for qid, r in result.items()} == {qid: ("passed", p) for qid, p in FULL.items()}
+
+
+def test_two_students_handing_in_the_same_file_are_two_rows(bwrap, tmp_path):
+    paths = []
+    for student in ("alice", "bob"):
+        path = tmp_path / student / "ex03_contrastive.ipynb"
+        path.parent.mkdir()
+        shutil.copy(ROOT / "exercises" / "ex03_contrastive.ipynb", path)
+        paths.append(path)
+    out = tmp_path / "grades"
+    assert len(grade.grade_all(paths, out, SETTINGS, REFERENCES, progress=False)) == 2
+    names = sorted(r.split(",")[0] for r in (out / "grades.csv").read_text().splitlines()[1:])
+    assert names == ["alice__ex03_contrastive", "bob__ex03_contrastive"]
+
+
+@pytest.mark.parametrize("qid, edit, hint", MUTATIONS, ids=[f"{m[0]}:{m[2]}" for m in MUTATIONS])
+def test_a_mutated_solution_loses_exactly_the_points_of_the_question_it_breaks(bwrap, tmp_path, qid, edit, hint):
+    exercise = qid.split("_", 1)[0]
+    (source,) = (ROOT / "solutions").glob(f"{exercise}_*.ipynb")
+    book = nbformat.read(source, as_version=4)
+    (cell,) = [c for c in book.cells if qid in c.metadata.get("tags", [])]
+    assert edit[0] in cell.source
+    cell.source = cell.source.replace(*edit)
+    path = tmp_path / source.name
+    nbformat.write(book, path)
+    settings = grade.Settings(limits=sandbox.Limits(wall_seconds=120), hidden=3, seed=11)
+    result = grade.grade_submission(path, settings, REFERENCES)
+    lost = {q.qid: q.max_points - q.points for q in result.questions if q.points != q.max_points}
+    assert lost == {qid: questions.get(qid).points}, [(q.qid, q.status, q.feedback) for q in result.questions]
+    assert next(q for q in result.questions if q.qid == qid).status in ("failed", "error")  # a KeyError is an error

@@ -137,7 +137,7 @@ def test_a_graded_question_runs_in_the_sandbox_with_its_reference_stubbed(bwrap)
     question = questions.get("ex03_zero_shot")
     setup, answer = solution_cells("ex03_zero_shot")
     cases = [{k: v for k, v in case.items()} for case in question.visible]
-    job = {"qid": question.qid, "setup": setup, "answer": answer, "name": question.name, "cases": cases,
+    job = {"prepare": question.prepare_name, "setup": setup, "answer": answer, "name": question.name, "cases": cases,
            "stub": ["mmcourse.contrastive.zero_shot_predict"]}  # fmt: skip
     done = sandbox.run(job, FAST)
     assert done.status == "ok", done

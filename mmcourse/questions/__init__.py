@@ -55,6 +55,11 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def as_given(case: Case) -> dict[str, Any]:
+    """The case's entries as the keyword arguments, unchanged: the default `prepare`."""
+    return dict(case)
+
+
 def as_tensors(case: Case) -> dict[str, Any]:
     """A case's NumPy arrays as (copied) torch tensors, everything else unchanged: a common `prepare`."""
     import torch
@@ -203,7 +208,8 @@ class Question:
     oracle: Callable[..., Any]
     visible: tuple[Case, ...]
     hidden: Callable[[random.Random, int], list[Case]]
-    prepare: Callable[[Case], dict[str, Any]] = field(default=lambda case: dict(case))
+    # a module-level library function: the grader's sandboxed child imports it by name (see `prepare_name`)
+    prepare: Callable[[Case], dict[str, Any]] = as_given
     compare: Callable[[Any, Any], str | None] = Exact()
     hints: tuple[Hint, ...] = ()
     describe: Callable[[Case], str] = field(default=lambda case: _short_repr(case))
@@ -225,6 +231,22 @@ class Question:
         if module.startswith("mmcourse.") and not module.startswith("mmcourse.questions"):
             names.append(f"{module}.{self.oracle.__qualname__}")
         return tuple(dict.fromkeys(names))
+
+    @property
+    def prepare_name(self) -> str:
+        """"module:qualname" of `prepare`, which the grader's child process imports to build the arguments.
+
+        The child sees the installed `mmcourse` package only (never an instructor's private question folder,
+        whose oracles and case generators stay in the trusted parent), so `prepare` must be a module-level
+        function of `mmcourse`: `as_tensors`, `as_given`, or a built-in question's own.
+        """
+        module, qualname = getattr(self.prepare, "__module__", "") or "", getattr(self.prepare, "__qualname__", "")
+        if not module.startswith("mmcourse.") or "<" in qualname:
+            raise ValueError(
+                f"question {self.qid}: prepare={qualname or self.prepare!r} from {module or '?'} cannot be used by the "
+                "grader, whose sandboxed child sees only the mmcourse package. Use a module-level function of "
+                "mmcourse (mmcourse.questions.as_tensors, as_given, or the built-in question's own prepare).")  # fmt: skip
+        return f"{module}:{qualname}"
 
     @property
     def exercise(self) -> str:
@@ -315,5 +337,8 @@ def load_dir(folder: str | Path) -> list[Question]:
         spec = importlib.util.spec_from_file_location(f"mmcourse_private_questions.{path.stem}", path)
         assert spec and spec.loader
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    return [q for qid, q in _REGISTRY.items() if before.get(qid) is not q]
+    added = [q for qid, q in _REGISTRY.items() if before.get(qid) is not q]
+    for question in added:
+        question.prepare_name  # noqa: B018 - refuse now, not halfway through a class's grading
+    return added
 

@@ -11,6 +11,10 @@ from . import Hint, Question, register
 # --- ex00_caption ------------------------------------------------------------------------------------
 
 
+def scene_args(case: dict) -> dict:
+    return {"scene": data.Scene.from_dict(case["scene"])}
+
+
 def _caption_case(scene: data.Scene) -> dict:
     return {"scene": scene.to_dict()}
 
@@ -71,7 +75,7 @@ CAPTION = register(
         oracle=data.caption,
         visible=tuple(_caption_case(s) for s in _CAPTION_SCENES),
         hidden=_caption_hidden,
-        prepare=lambda case: {"scene": data.Scene.from_dict(case["scene"])},
+        prepare=scene_args,
         describe=_describe_scene,
         hints=(
             Hint("The right objects, in the wrong order: list them in reading order, top row first and left "
