@@ -11,7 +11,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "checkpoints", "contrastive", "data", "doctor", "grading", "metrics", "plotting", "projection", "questions",
+    "attention", "checkpoints", "contrastive", "data", "doctor", "grading", "metrics", "plotting", "projection", "questions",
     "release", "tokenizer", "train", "utils", "vision", "vlm",
 )  # fmt: skip
 
