@@ -476,3 +476,25 @@ def accuracy_by_count(table: Mapping[str, Mapping[int, float]], chance: float | 
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def attention_overlays(images: Sequence, maps, titles: Sequence[str] | None = None, ncols: int = 6,
+                       alpha: float = 0.6, cmap: str = "inferno") -> Figure:  # fmt: skip
+    """Each image with a (H, W) map over it, one flat square per cell; colors scaled per panel, min to max."""
+    n = len(maps)
+    images = list(images) if len(images) == n else list(images) * n
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.05 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in enumerate(axes.flat[:n]):
+        pixels = _hwc(images[i])
+        grid = np.asarray(maps[i].detach().cpu() if hasattr(maps[i], "detach") else maps[i], dtype=float)
+        height, width = pixels.shape[:2]
+        ax.imshow(pixels, interpolation="nearest")
+        ax.imshow(grid, cmap=cmap, alpha=alpha, interpolation="nearest", extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+        if titles is not None:
+            ax.set_title(_wrap(titles[i], 26), fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -137,6 +137,14 @@ MUTATIONS = [
                                'kinds = {key: right[key] / total[key] for key in total if key != "all"}\n'
                                '    return {**kinds, "all": sum(kinds.values()) / len(kinds)}'),
      "not the mean of the per-kind"),
+    ("ex08_cls_map", ("patches = fused[0, 1:]", "patches = fused[1:, 0]"), "the [CLS] *column*"),
+    ("ex08_cls_map", ("return patches.reshape(side, side)", "return patches.reshape(side, side).T"), "Rows and columns"),
+    ("ex08_cls_map", ("fused = attentions[layer].mean(dim=0)", "fused = attentions[layer][0]"), "That is one head"),
+    ("ex08_cls_map", ("patches = fused[0, 1:]", "patches = fused[0, :-1]"), None),
+    ("ex08_rollout", ("a = 0.5 * weights + 0.5 * eye", "a = weights"), "residual connection is missing"),
+    ("ex08_rollout", ("result = a @ result", "result = result @ a"), "wrong order"),
+    ("ex08_rollout", ("a = a / a.sum(dim=-1, keepdim=True)", "a = a"), "Re-normalize"),
+    ("ex08_rollout", ("fused = attentions.max(dim=1).values", "fused = attentions.mean(dim=1)"), None),
 ]
 
 
