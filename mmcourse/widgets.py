@@ -136,8 +136,9 @@ class ScenePicker:
                  size: int = data.DEFAULT_IMAGE_SIZE):  # fmt: skip
         self.on_image, self.n_objects, self.size = on_image, n_objects, size
         self.seed = w.IntText(value=seed, description="scene", layout=w.Layout(width="160px"))
-        self.random = w.Button(description="new random scene", icon="random")
-        self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload an image")
+        self.random = w.Button(description="new random scene", icon="random", layout=w.Layout(width="auto"))
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload an image",
+                                   layout=w.Layout(width="auto"))  # fmt: skip
         self.seed.add_class("mmcourse-seed")
         self.seed.observe(lambda change: self.show_scene(change["new"]), names="value")
         self.random.on_click(lambda _: self._new_random())

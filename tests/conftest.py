@@ -70,6 +70,10 @@ def jupyter_env(tmp: Path) -> dict:
     (notification / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    # every cell stays in the page (no virtual scrolling), so a test finds a widget wherever it is in the notebook
+    tracker = tmp / "settings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True, exist_ok=True)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     # the venv's own kernel, whatever a user's machine has registered
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
