@@ -178,8 +178,13 @@ def _grade(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"grade: {error}", file=sys.stderr)
         return 2
+    try:
+        seed = grade.class_seed(out, args.seed, sharded=bool(args.shard))
+    except ValueError as error:
+        print(f"grade: {error}", file=sys.stderr)
+        return 2
     limits = sandbox.Limits(wall_seconds=args.timeout, cpu_seconds=int(args.timeout * 2), memory_mb=args.memory)
-    settings = grade.Settings(limits=limits, hidden=args.hidden, seed=args.seed, unsafe=args.unsafe)
+    settings = grade.Settings(limits=limits, hidden=args.hidden, seed=seed, unsafe=args.unsafe)
     written = grade.grade_all(paths, out, settings, grade.default_references(), workers=args.workers)
     print(f"Graded {len(written)} new submission(s) of {len(paths)}; gradebook: {out / 'grades.csv'}")
     return 0
@@ -228,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     grading.add_argument("--timeout", type=float, default=120.0, help="seconds per question (default 120)")
     grading.add_argument("--memory", type=int, default=4096, help="MB of address space per question (default 4096)")
     grading.add_argument("--hidden", type=int, default=10, help="hidden cases per question (default 10)")
-    grading.add_argument("--seed", type=int, default=0, help="the hidden cases' seed: keep it private")
+    grading.add_argument("--seed", type=int, help="the hidden cases' seed: keep it private (default: a random one, "
+                         "saved in OUT/grading-seed.txt and reused by reruns; shards need the same --seed)")
     grading.add_argument("--questions", help="a folder of instructor question definitions (private variants)")
     grading.add_argument("--shard", help="grade only shard i of n (e.g. 2/5); merge the shards' folders with --merge")
     grading.add_argument("--merge", action="store_true", help="merge result folders into --out and rewrite grades.csv")

@@ -330,6 +330,31 @@ def shard(paths: list[Path], spec: str | None) -> list[Path]:
     return [p for p in paths if int(digest(p.read_bytes()), 16) % n == i - 1]
 
 
+def class_seed(out: Path, seed: int | None, sharded: bool = False) -> int:
+    """The hidden cases' seed for the gradebook `out`: the one given, else the one saved there, else a fresh secret.
+
+    A public seed (the default of a grader everyone can read) would let a learner draw the hidden cases in advance,
+    so none is built in. The seed is saved in `out` (which the sandbox never sees), so a rerun grades the rest of
+    the class on the same cases; shards on other machines must be given the same --seed explicitly.
+    """
+    import secrets
+
+    saved = out / "grading-seed.txt"
+    if saved.exists():
+        recorded = int(saved.read_text().strip())
+        if seed is not None and seed != recorded:
+            raise ValueError(f"{out} was graded with another seed ({saved}); grading the rest with --seed {seed} "
+                             "would give the class different hidden cases. Use a new --out folder.")  # fmt: skip
+        return recorded
+    if seed is None:
+        if sharded:
+            raise ValueError("--shard needs --seed: every shard must draw the same hidden cases (pick a private number).")
+        seed = secrets.randbelow(2**31)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(saved, f"{seed}\n")
+    return seed
+
+
 def grade_all(paths: Sequence[Path], out: Path, settings: Settings, references: dict[str, Path], workers: int = 1,
               progress: bool = True) -> list[Path]:  # fmt: skip
     """Grade what is not graded yet (by content hash) into `out`; returns the result files written."""

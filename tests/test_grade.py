@@ -170,10 +170,22 @@ def test_shards_split_a_class_and_merge_back(bwrap, tmp_path):
         grade.shard(paths, "3/2")
     for i in (1, 2):
         assert main(["grade", str(tmp_path / "in"), "--out", str(tmp_path / f"shard{i}"), "--shard", f"{i}/2",
-                     "--hidden", "2", "--timeout", "30"]) == 0  # fmt: skip
+                     "--hidden", "2", "--timeout", "30", "--seed", "5"]) == 0  # fmt: skip
     assert main(["grade", "--merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(tmp_path / "all")]) == 0
     rows = (tmp_path / "all" / "grades.csv").read_text().splitlines()
     assert len(rows) == 5 and sorted(r.split(",")[-4] for r in rows[1:]) == ["5", "5", "7", "7"]
+    assert main(["grade", str(tmp_path / "in"), "--out", str(tmp_path / "shard3"), "--shard", "1/2"]) == 2  # no --seed
+
+
+def test_the_seed_is_secret_by_default_and_kept_for_reruns(tmp_path, capsys):
+    first = grade.class_seed(tmp_path / "a", None)
+    assert first == grade.class_seed(tmp_path / "a", None) == int((tmp_path / "a" / "grading-seed.txt").read_text())
+    assert grade.class_seed(tmp_path / "b", None) != first or grade.class_seed(tmp_path / "c", None) != first
+    assert grade.class_seed(tmp_path / "d", 42) == 42 == grade.class_seed(tmp_path / "d", None)
+    with pytest.raises(ValueError, match="another seed"):
+        grade.class_seed(tmp_path / "d", 43)
+    with pytest.raises(ValueError, match="--shard needs --seed"):
+        grade.class_seed(tmp_path / "e", None, sharded=True)
 
 
 def test_private_question_variants_reach_the_child(bwrap, tmp_path, monkeypatch, capsys):
