@@ -169,11 +169,17 @@ class ScenePicker:
 
 
 def _clickable(image_widget: w.Image, on_click: Callable[[float, float], None]):
-    """Clicks on an Image widget, as (x, y) pixels of the displayed image (ipyevents)."""
+    """Clicks on an Image widget, as (x, y) pixels of the PNG it shows (ipyevents).
+
+    ipyevents' dataX/dataY are in the PNG's own pixels, corrected for the size the browser draws it at (CSS may
+    scale the <img>) and for padding and border; relativeX/Y are CSS pixels from the element's box, right only
+    at full size and without padding: the fallback.
+    """
     from ipyevents import Event
 
     events = Event(source=image_widget, watched_events=["click"], prevent_default_action=True)
-    events.on_dom_event(lambda event: on_click(event.get("relativeX", 0), event.get("relativeY", 0)))
+    events.on_dom_event(lambda event: on_click(event.get("dataX", event.get("relativeX", 0)),
+                                               event.get("dataY", event.get("relativeY", 0))))  # fmt: skip
     return events
 
 

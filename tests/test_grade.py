@@ -55,6 +55,12 @@ HOSTILE = {
                                   "torch.allclose = lambda *a, **k: True\nnumpy.array_equal = lambda *a, **k: True\n"
                                   "builtins.isinstance = lambda *a: True\nreturn torch.zeros(len(image_embeddings), dtype=torch.long)",
                                   ("failed", "crashed")),  # a broken isinstance may take the child down: 0 either way
+    "monkeypatched grader": ("import mmcourse.grading, mmcourse.questions\n"
+                             "mmcourse.grading.check = lambda *a, **k: True\n"
+                             "mmcourse.questions.Close.__call__ = lambda self, expected, got: None\n"
+                             "mmcourse.questions.Exact.__call__ = lambda self, expected, got: None\n"
+                             "mmcourse.questions.Question.judge = lambda *a, **k: None\n"
+                             "return torch.zeros(len(image_embeddings), dtype=torch.long)", "failed"),
     "a liar in __eq__": ("class Liar:\n    def __eq__(self, other):\n        return True\nreturn Liar()", "failed"),
     "a tensor subclass": ("class Sneaky(torch.Tensor):\n    def __eq__(self, other):\n        return True\n"
                           "return torch.zeros(len(image_embeddings), dtype=torch.long).as_subclass(Sneaky)", "failed"),
