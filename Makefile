@@ -27,4 +27,6 @@ bench:
 	$(VENV_PY) benchmarks/scene_generation.py
 	$(VENV_PY) benchmarks/clip.py
 	$(VENV_PY) benchmarks/vlm.py
+	$(VENV_PY) benchmarks/attention_widgets.py
+	$(VENV_PY) benchmarks/grading.py
 	$(VENV_PY) benchmarks/course_runtime.py

@@ -165,6 +165,7 @@ class ScenePicker:
         except Exception as error:  # noqa: BLE001 - any unreadable upload gets one clear message
             raise ValueError(f"{files[0].get('name', 'the upload')} is not an image PIL can read ({error}); "
                              "upload a PNG or JPEG.") from error  # fmt: skip
+        self.upload.value = ()  # so that uploading the same file again is a change too
         self.on_image(fit_image(image, self.size))
 
 
@@ -184,7 +185,9 @@ def _clickable(image_widget: w.Image, on_click: Callable[[float, float], None]):
 
 
 def _image_widget(css: str) -> w.Image:
-    image = w.Image(format="png", width=DISPLAY_SIZE, height=DISPLAY_SIZE)
+    # flex-start, not the HBox's default stretch: in a narrow notebook the image shrinks and keeps its aspect instead of
+    # being stretched to the height of the controls beside it (measured: 192 x 552 px in a 560 px wide window)
+    image = w.Image(format="png", width=DISPLAY_SIZE, height=DISPLAY_SIZE, layout=w.Layout(align_self="flex-start"))
     image.add_class(css)
     return image
 
