@@ -31,7 +31,6 @@ import itertools
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -299,7 +298,7 @@ def browser_side(presses: int) -> None:
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
-    from conftest import free_port, jupyter_env, lab_server_args, wait_for_server
+    from conftest import jupyter_lab
     from test_browser import CHROMIUM_ARGS
 
     print(f"\n## 2. Browser side: JupyterLab + Chromium, AttentionExplorer('shapes-clip'), {presses} layer-slider "
@@ -311,24 +310,14 @@ def browser_side(presses: int) -> None:
         book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK_CELL)])
         book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(book, root / "latency.ipynb")
-        port, token = free_port(), "mmcourse-bench"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}", *lab_server_args(port, token)],
-            env=jupyter_env(tmp / "jupyter"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for_server(f"{base}/api/status?token={token}", server)
-            with sync_playwright() as pw:
-                context = pw.chromium.launch_persistent_context(str(tmp / "profile"), executable_path=executable,
-                                                                headless=True, args=CHROMIUM_ARGS)  # fmt: skip
-                try:
-                    measure_in_page(context.new_page(), base, token, presses)
-                finally:
-                    context.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        token = "mmcourse-bench"
+        with jupyter_lab(root, tmp / "jupyter", token) as base, sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(str(tmp / "profile"), executable_path=executable,
+                                                            headless=True, args=CHROMIUM_ARGS)  # fmt: skip
+            try:
+                measure_in_page(context.new_page(), base, token, presses)
+            finally:
+                context.close()
 
 
 def measure_in_page(page, base: str, token: str, presses: int) -> None:

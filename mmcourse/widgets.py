@@ -211,7 +211,34 @@ def _load_clip(model, tokenizer=None):
     return model, tokenizer
 
 
-class AttentionExplorer:
+class _MapWidget:
+    """What the widgets share: a source image, the picture of it with a map over it, and the digest line."""
+
+    widget: w.Box
+    image_size: int
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def set_image(self, image) -> torch.Tensor:
+        """Show another image (a scene, an upload: any size, fitted to the model's); returns the new map."""
+        self.source = fit_image(image, self.image_size)
+        return self.refresh()
+
+    def refresh(self) -> torch.Tensor:
+        return self.update()
+
+    def _show(self, grid_map: torch.Tensor, mark: tuple[int, int] | None = None) -> torch.Tensor:
+        """Draw `grid_map` over the source image, write its digest, and return it (the data of this update)."""
+        self.image.value = png(heatmap_overlay(self.source, grid_map, mark=mark))
+        self.digest.value = map_digest(grid_map)
+        self.last_map = grid_map
+        return grid_map
+
+
+class AttentionExplorer(_MapWidget):
     """A vision encoder's attention over an image: layer, head or head fusion, rollout, query token.
 
     `model`: a shipped name or folder of a `CLIPModel` ("shapes-clip"), or a CLIPModel / CLIPVisionModel /
@@ -249,15 +276,6 @@ class AttentionExplorer:
         self.source = self.picker.scene_image(seed)
         self.last_map = self.update()
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-    def set_image(self, image) -> torch.Tensor:
-        self.source = fit_image(image, self.image_size)
-        return self.update()
-
     def click(self, x: float, y: float) -> None:
         row, col = cell_of_click(x, y, self.side)
         self.query.value = 1 + row * self.side + col  # observe() updates
@@ -288,15 +306,11 @@ class AttentionExplorer:
 
     def update(self) -> torch.Tensor:
         grid_map = self.current_map()
-        mark = None if self.query.value == 0 else divmod(self.query.value - 1, self.side)
-        self.image.value = png(heatmap_overlay(self.source, grid_map, mark=mark))
         self.caption.value = self.describe()
-        self.digest.value = map_digest(grid_map)
-        self.last_map = grid_map
-        return grid_map
+        return self._show(grid_map, mark=None if self.query.value == 0 else divmod(self.query.value - 1, self.side))
 
 
-class TextPatchMap:
+class TextPatchMap(_MapWidget):
     """Type a phrase: CLIP's similarity of each patch with it, over the image (see attention.text_patch_similarity)."""
 
     def __init__(self, model="shapes-clip", tokenizer=None, seed: int = 0, phrase: str = "red circle",
@@ -319,15 +333,6 @@ class TextPatchMap:
         self.source = self.picker.scene_image(seed)
         self.last_map = self.update()
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-    def set_image(self, image) -> torch.Tensor:
-        self.source = fit_image(image, self.image_size)
-        return self.update()
-
     def current_map(self) -> torch.Tensor:
         import torch.nn.functional as F
 
@@ -344,15 +349,12 @@ class TextPatchMap:
 
     def update(self) -> torch.Tensor:
         grid_map = self.current_map()
-        self.image.value = png(heatmap_overlay(self.source, grid_map))
         row, col = divmod(int(grid_map.argmax()), grid_map.shape[1])
         self.caption.value = f"“{self.phrase.value.strip()}”: most similar patch at ({row}, {col})"
-        self.digest.value = map_digest(grid_map)
-        self.last_map = grid_map
-        return grid_map
+        return self._show(grid_map)
 
 
-class CrossModalAttention:
+class CrossModalAttention(_MapWidget):
     """A VLM answers (or captions); pick a token it wrote and a layer: the image tokens that token attended to.
 
     `model`: a shipped name or folder of a `MultimodalModel` ("shapes-vlm-patches"), or one already loaded. Each
@@ -390,14 +392,8 @@ class CrossModalAttention:
         self.source = self.picker.scene_image(seed)
         self.last_map = self.run()
 
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-    def set_image(self, image) -> torch.Tensor:
-        self.source = fit_image(image, self.image_size)
-        return self.run()
+    def refresh(self) -> torch.Tensor:
+        return self.run()  # a new image needs a new answer
 
     def result(self) -> attention.CrossModalAttention:
         key = (image_key(self.source), self.question.value.strip())
@@ -425,8 +421,4 @@ class CrossModalAttention:
         return maps.mean(dim=0) if self.layer.value == self.MEAN else maps[self.layer.value]
 
     def update(self) -> torch.Tensor:
-        grid_map = self.current_map()
-        self.image.value = png(heatmap_overlay(self.source, grid_map))
-        self.digest.value = map_digest(grid_map)
-        self.last_map = grid_map
-        return grid_map
+        return self._show(self.current_map())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -104,6 +105,26 @@ def wait_for_server(url: str, process, seconds: float = 60) -> None:
     raise AssertionError(f"the Jupyter server did not answer {url} within {seconds} s")
 
 
+@contextlib.contextmanager
+def jupyter_lab(root: Path, tmp: Path, token: str):
+    """A JupyterLab server on loopback serving `root`, its state in `tmp`; yields its base URL."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}", *lab_server_args(port, token)],
+        env=jupyter_env(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_server(f"{base}/api/status?token={token}", process)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 # Tests never reach the Hugging Face Hub: a hub id must fail fast, as it does for an offline learner.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -147,3 +168,41 @@ def vit_b32_folder(tmp_path_factory) -> Path:
                        image_mean=[0.48145466, 0.4578275, 0.40821073],
                        image_std=[0.26862954, 0.26130258, 0.27577711]).save_pretrained(folder)  # fmt: skip
     return folder
+
+
+@pytest.fixture(scope="session")
+def clip():
+    """The shipped shapes-clip (a full CLIPModel), loaded once for the session."""
+    from transformers import CLIPModel
+
+    from mmcourse import checkpoints
+
+    return checkpoints.from_pretrained(CLIPModel, "shapes-clip").eval()
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer():
+    from transformers import AutoTokenizer
+
+    from mmcourse import checkpoints
+
+    return checkpoints.from_pretrained(AutoTokenizer, "shapes-clip")
+
+
+@pytest.fixture(scope="session")
+def vlm_patches():
+    from mmcourse import vlm
+
+    return vlm.load("shapes-vlm-patches")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread while a module runs: the shipped models are tiny, and hundreds of one-image forwards are
+    then mostly thread start-up and sync (measured on 2 busy cores: 50 s for test_attention.py instead of 9 s)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,7 +23,7 @@ object: argmin there for 94 %), layer 1 89 %, layer 2 95 %, layer 3 77 %. Only t
 
 import pytest
 import torch
-from transformers import AutoTokenizer, CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel
+from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from mmcourse import attention, checkpoints, data, vlm
 
@@ -47,29 +47,7 @@ def peak_in_cell(grid_map: torch.Tensor, position: str) -> bool:
     return peak(grid_map) in data.cell_patches(position)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread while this module runs: the models are tiny, and the ~400 one-image forwards below are
-    all thread start-up and sync with two threads (measured on 2 busy cores: 50 s for the file instead of 9 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return checkpoints.from_pretrained(CLIPModel, "shapes-clip").eval()
-
-
-@pytest.fixture(scope="module")
-def clip_tokenizer():
-    return checkpoints.from_pretrained(AutoTokenizer, "shapes-clip")
-
-
-@pytest.fixture(scope="module")
-def vlm_patches():
-    return vlm.load("shapes-vlm-patches")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,12 @@
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from conftest import ROOT, free_port, jupyter_env, lab_server_args, wait_for_server
+from conftest import ROOT, jupyter_lab
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]  # fmt: skip
@@ -20,18 +18,9 @@ def lab(tmp_path):
     """A JupyterLab server on loopback over a temporary copy of the lessons."""
     root = tmp_path / "course"
     shutil.copytree(ROOT / "notebooks", root)
-    port, token = free_port(), "mmcourse-browser"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}", *lab_server_args(port, token)],
-        env=jupyter_env(tmp_path / "jupyter"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_server(f"{base}/api/status?token={token}", process)
+    token = "mmcourse-browser"
+    with jupyter_lab(root, tmp_path / "jupyter", token) as base:
         yield base, token, root
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def open_and_run_all(page, base: str, token: str, notebook: str, ready: str) -> None:

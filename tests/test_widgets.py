@@ -13,36 +13,15 @@ from unittest import mock
 import pytest
 import torch
 from PIL import Image, ImageDraw
-from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+from transformers import CLIPConfig, CLIPModel
 
-from mmcourse import attention, checkpoints, contrastive, data, utils, vlm, widgets
+from mmcourse import attention, contrastive, data, utils, widgets
 
 SIZE = widgets.DISPLAY_SIZE
 CYAN = (0, 255, 255)  # the outline of the query patch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the models are tiny, and their one-image forwards are faster without thread sync."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return checkpoints.from_pretrained(CLIPModel, "shapes-clip").eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return checkpoints.from_pretrained(AutoTokenizer, "shapes-clip")
-
-
-@pytest.fixture(scope="module")
-def vqa():
-    return vlm.load("shapes-vlm-patches")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -355,32 +334,32 @@ def test_explorer_on_a_vit_b32_grid(vit_b32):
 # --- TextPatchMap --------------------------------------------------------------------------------------------
 
 
-def test_text_patch_map_follows_the_phrase(clip, tokenizer):
-    text_map = widgets.TextPatchMap(clip, tokenizer, seed=11)
+def test_text_patch_map_follows_the_phrase(clip, clip_tokenizer):
+    text_map = widgets.TextPatchMap(clip, clip_tokenizer, seed=11)
     assert text_map.source.tobytes() == data.random_scene(11, n_objects=1).render().tobytes()
-    assert_shows(text_map, attention.text_patch_similarity(clip, tokenizer, text_map.source, "red circle"))
+    assert_shows(text_map, attention.text_patch_similarity(clip, clip_tokenizer, text_map.source, "red circle"))
     for phrase in ["blue square", "a green triangle at the top", "  yellow diamond ", "", "red circle"]:
         text_map.phrase.value = phrase
-        expected = attention.text_patch_similarity(clip, tokenizer, text_map.source, phrase.strip())
+        expected = attention.text_patch_similarity(clip, clip_tokenizer, text_map.source, phrase.strip())
         assert_shows(text_map, expected, text_map.update())
         row, col = divmod(int(expected.argmax()), 9)
         assert text_map.caption.value == f"“{phrase.strip()}”: most similar patch at ({row}, {col})"
     text_map.picker.seed.value = 12
-    assert_shows(text_map, attention.text_patch_similarity(clip, tokenizer, text_map.source, "red circle"))
+    assert_shows(text_map, attention.text_patch_similarity(clip, clip_tokenizer, text_map.source, "red circle"))
 
 
-def test_text_patch_map_upload(clip, tokenizer):
-    text_map = widgets.TextPatchMap(clip, tokenizer, seed=0, phrase="orange circle")
+def test_text_patch_map_upload(clip, clip_tokenizer):
+    text_map = widgets.TextPatchMap(clip, clip_tokenizer, seed=0, phrase="orange circle")
     text_map.picker.upload.value = upload_value("disk.png", "image/png", png_bytes(rgba_photo()))
     source = widgets.fit_image(rgba_photo(), 72)
     assert text_map.source.tobytes() == source.tobytes()
-    assert_shows(text_map, attention.text_patch_similarity(clip, tokenizer, source, "orange circle"))
+    assert_shows(text_map, attention.text_patch_similarity(clip, clip_tokenizer, source, "orange circle"))
 
 
-def test_text_patch_map_caches_patches_and_texts(clip, tokenizer):
+def test_text_patch_map_caches_patches_and_texts(clip, clip_tokenizer):
     with mock.patch.object(contrastive, "embed_texts", wraps=contrastive.embed_texts) as texts, \
          mock.patch.object(attention, "patch_embeddings", wraps=attention.patch_embeddings) as patches:  # fmt: skip
-        text_map = widgets.TextPatchMap(clip, tokenizer, seed=0)
+        text_map = widgets.TextPatchMap(clip, clip_tokenizer, seed=0)
         assert (texts.call_count, patches.call_count) == (1, 1)
         text_map.phrase.value = "blue square"
         text_map.phrase.value = "red circle "  # the same phrase once stripped
@@ -406,14 +385,14 @@ def decoded(model, tokens: list[str]) -> str:
     return model.tokenizer.decode(model.tokenizer.convert_tokens_to_ids(tokens), skip_special_tokens=True)
 
 
-def test_cross_modal_every_token_and_layer(vqa):
-    looking = widgets.CrossModalAttention(vqa, seed=5, question="Where is the red circle?")
-    result = attention.cross_modal_attention(vqa, looking.source, "Where is the red circle?")
+def test_cross_modal_every_token_and_layer(vlm_patches):
+    looking = widgets.CrossModalAttention(vlm_patches, seed=5, question="Where is the red circle?")
+    result = attention.cross_modal_attention(vlm_patches, looking.source, "Where is the red circle?")
     labels = [f"{i}: {token}" for i, token in enumerate(result.tokens)]
     assert list(looking.token.options) == labels and looking.token.value == labels[0]
-    assert looking.answer.value == f"answer: <b>{decoded(vqa, result.tokens)}</b>"
-    assert result.tokens[-1] == vqa.tokenizer.eos_token
-    n_layers = vqa.language_model.config.num_hidden_layers
+    assert looking.answer.value == f"answer: <b>{decoded(vlm_patches, result.tokens)}</b>"
+    assert result.tokens[-1] == vlm_patches.tokenizer.eos_token
+    n_layers = vlm_patches.language_model.config.num_hidden_layers
     assert list(looking.layer.options) == [looking.MEAN, *range(n_layers)] and looking.layer.value == looking.MEAN
     assert_shows(looking, result.maps[0].mean(dim=0))  # (H, W): 3 x 3 image tokens
     assert looking.last_map.shape == (3, 3)
@@ -425,34 +404,34 @@ def test_cross_modal_every_token_and_layer(vqa):
             assert_shows(looking, expected, looking.update())
 
 
-def test_cross_modal_empty_question_captions(vqa):
-    looking = widgets.CrossModalAttention(vqa, seed=5, question="")
-    result = attention.cross_modal_attention(vqa, looking.source, "")
+def test_cross_modal_empty_question_captions(vlm_patches):
+    looking = widgets.CrossModalAttention(vlm_patches, seed=5, question="")
+    result = attention.cross_modal_attention(vlm_patches, looking.source, "")
     assert len(result.tokens) > 5  # a caption: several objects with positions
     assert [label.split(": ", 1)[1] for label in looking.token.options] == result.tokens
-    assert looking.answer.value == f"answer: <b>{decoded(vqa, result.tokens)}</b>"
+    assert looking.answer.value == f"answer: <b>{decoded(vlm_patches, result.tokens)}</b>"
     looking.layer.value = 2
     looking.token.value = looking.token.options[3]
     assert_shows(looking, result.maps[3][2])
 
 
-def test_cross_modal_new_question_keeps_the_layer(vqa):
-    looking = widgets.CrossModalAttention(vqa, seed=5)
+def test_cross_modal_new_question_keeps_the_layer(vlm_patches):
+    looking = widgets.CrossModalAttention(vlm_patches, seed=5)
     looking.layer.value = 1
     looking.token.value = looking.token.options[1]
     looking.question.value = "What color is the triangle?"
-    result = attention.cross_modal_attention(vqa, looking.source, "What color is the triangle?")
+    result = attention.cross_modal_attention(vlm_patches, looking.source, "What color is the triangle?")
     assert looking.token.value == looking.token.options[0] == f"0: {result.tokens[0]}"  # back to the first token
     assert looking.layer.value == 1
     assert_shows(looking, result.maps[0][1])
     looking.picker.seed.value = 6
-    result = attention.cross_modal_attention(vqa, looking.source, "What color is the triangle?")
+    result = attention.cross_modal_attention(vlm_patches, looking.source, "What color is the triangle?")
     assert_shows(looking, result.maps[0][1])
 
 
-def test_cross_modal_one_run_per_image_and_question(vqa):
+def test_cross_modal_one_run_per_image_and_question(vlm_patches):
     with mock.patch.object(attention, "cross_modal_attention", wraps=attention.cross_modal_attention) as spy:
-        looking = widgets.CrossModalAttention(vqa, seed=5)
+        looking = widgets.CrossModalAttention(vlm_patches, seed=5)
         assert spy.call_count == 1
         for label in looking.token.options:
             looking.token.value = label
@@ -498,7 +477,7 @@ def test_digest_tells_layers_apart(clip):
 # --- devices -------------------------------------------------------------------------------------------------
 
 
-def test_widgets_run_on_the_best_device(clip, tokenizer):
+def test_widgets_run_on_the_best_device(clip, clip_tokenizer):
     """The model stays on its device; maps come back to the CPU (CPU only here: no hard error, same maps)."""
     device = utils.get_device()
     explorer = widgets.AttentionExplorer("shapes-clip", seed=3)  # a name: loaded onto get_device()
@@ -508,7 +487,7 @@ def test_widgets_run_on_the_best_device(clip, tokenizer):
     text_map = widgets.TextPatchMap("shapes-clip", seed=11)
     assert text_map.last_map.device.type == "cpu"
     text_map.phrase.value = "blue square"
-    expected = attention.text_patch_similarity(clip, tokenizer, text_map.source, "blue square")
+    expected = attention.text_patch_similarity(clip, clip_tokenizer, text_map.source, "blue square")
     torch.testing.assert_close(text_map.last_map, expected, rtol=0, atol=1e-4)
 
 
