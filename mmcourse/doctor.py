@@ -22,6 +22,7 @@ REQUIRED = {
     "matplotlib": "matplotlib",
     "tqdm": "tqdm",
     "ipywidgets": "ipywidgets",
+    "ipyevents": "ipyevents",
     "jupyterlab": "jupyterlab",
     "ipykernel": "ipykernel",
     "nbformat": "nbformat",
