@@ -185,6 +185,9 @@ def _judge(question: questions.Question, cases: list[dict], done: sandbox.Run) -
     if done.status == "timeout":
         return grade("timeout", f"{question.name} did not finish within {done.reason.split()[-2]} s on "
                                 f"{len(cases)} cases; look for an endless loop, or make it faster")  # fmt: skip
+    if done.status == "bad result":
+        return grade("crashed", f"the answer's process sent back something that is not a result ({done.reason}); "
+                                "does the answer write to files or descriptors it did not open?")  # fmt: skip
     if done.status != "ok":
         return grade("crashed", f"the answer's process ended abnormally: {done.reason}")
     result = done.result if isinstance(done.result, dict) else {}
