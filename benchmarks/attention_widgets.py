@@ -259,9 +259,10 @@ def python_side(changes: int) -> None:
 NOTEBOOK_CELL = """\
 import time
 start = time.perf_counter()
+import sys
 import torch
 from mmcourse import widgets
-explorer = widgets.AttentionExplorer("shapes-clip", seed=3)
+{setup}explorer = widgets.AttentionExplorer({model}, seed=3)
 print(f"kernel: imports + model load + first render {time.perf_counter() - start:.2f} s, "
       f"{torch.get_num_threads()} torch threads")
 explorer
@@ -293,6 +294,14 @@ def chromium_path() -> str:
     return path
 
 
+BROWSER_MODELS = (  # name, setup code, model expression, patches per side
+    ("shapes-clip", "", '"shapes-clip"', 9),
+    ("ViT-B/32-sized (random)", "sys.path.insert(0, {here!r})\nfrom attention_widgets import vit_b32_sized\n"
+     "from mmcourse import checkpoints\nfrom transformers import CLIPModel\n",
+     'vit_b32_sized(checkpoints.from_pretrained(CLIPModel, "shapes-clip"))', 7),
+)
+
+
 def browser_side(presses: int) -> None:
     import nbformat
     from playwright.sync_api import sync_playwright
@@ -301,27 +310,32 @@ def browser_side(presses: int) -> None:
     from conftest import jupyter_lab
     from test_browser import CHROMIUM_ARGS
 
-    print(f"\n## 2. Browser side: JupyterLab + Chromium, AttentionExplorer('shapes-clip'), {presses} layer-slider "
+    print(f"\n## 2. Browser side: JupyterLab + Chromium, AttentionExplorer, {presses} layer-slider "
           "key presses\n")  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         root = tmp / "course"
         root.mkdir()
-        book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK_CELL)])
-        book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(book, root / "latency.ipynb")
+        for i, (name, setup, model, side) in enumerate(BROWSER_MODELS):
+            here = str(Path(__file__).resolve().parent)  # the kernel imports vit_b32_sized from this file
+            cell = NOTEBOOK_CELL.replace("{setup}", setup.format(here=here)).replace("{model}", model)
+            book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+            book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+            nbformat.write(book, root / f"latency{i}.ipynb")
         token = "mmcourse-bench"
         with jupyter_lab(root, tmp / "jupyter", token) as base, sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(str(tmp / "profile"), executable_path=executable,
-                                                            headless=True, args=CHROMIUM_ARGS)  # fmt: skip
-            try:
-                measure_in_page(context.new_page(), base, token, presses)
-            finally:
-                context.close()
+            for i, (name, _, _, side) in enumerate(BROWSER_MODELS):
+                print(f"\n### {name}\n")
+                context = pw.chromium.launch_persistent_context(str(tmp / f"profile{i}"), executable_path=executable,
+                                                                headless=True, args=CHROMIUM_ARGS)  # fmt: skip
+                try:
+                    measure_in_page(context.new_page(), base, token, presses, f"latency{i}.ipynb", side)
+                finally:
+                    context.close()
 
 
-def measure_in_page(page, base: str, token: str, presses: int) -> None:
-    page.goto(f"{base}/lab/tree/latency.ipynb?token={token}&reset", timeout=60_000)
+def measure_in_page(page, base: str, token: str, presses: int, notebook: str, side: int) -> None:
+    page.goto(f"{base}/lab/tree/{notebook}?token={token}&reset", timeout=60_000)
     page.wait_for_function(
         """() => [...document.querySelectorAll('.jp-StatusBar-TextItem')].some(
              e => e.textContent.trim().endsWith('| Idle') && !e.textContent.includes('No Kernel'))""",
@@ -363,8 +377,8 @@ def measure_in_page(page, base: str, token: str, presses: int) -> None:
     # a click on the image picks the patch under it (ipyevents' dataX/dataY, in the PNG's pixels)
     page.locator(IMAGE).first.click(position={"x": 100, "y": 40})
     scale = widgets.DISPLAY_SIZE / box["width"]  # PNG pixels per CSS pixel
-    row, col = widgets.cell_of_click(100 * scale, 40 * scale, 9)
-    expected_query = 1 + row * 9 + col
+    row, col = widgets.cell_of_click(100 * scale, 40 * scale, side)
+    expected_query = 1 + row * side + col
     page.wait_for_function("([q]) => document.querySelector('.mmcourse-query .widget-readout').textContent.trim() == q",
                            arg=[str(expected_query)], timeout=10_000)  # fmt: skip
     errors = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']").count()
