@@ -338,9 +338,8 @@ class TextPatchMap(_MapWidget):
 
         from . import contrastive
 
-        pixels = attention.as_pixel_values(self.source, self.image_size)
-        patches = self.patch_cache.get_or(image_key(self.source), lambda: F.normalize(
-            attention.patch_embeddings(self.model, pixels), dim=-1))  # (N, E)  # fmt: skip
+        patches = self.patch_cache.get_or(image_key(self.source), lambda: F.normalize(attention.patch_embeddings(
+            self.model, attention.as_pixel_values(self.source, self.image_size)), dim=-1))  # (N, E)  # fmt: skip
         phrase = self.phrase.value.strip()
         text = self.text_cache.get_or(phrase, lambda: F.normalize(
             contrastive.embed_texts(self.model, self.tokenizer, [phrase]), dim=-1)[0])  # (E,)  # fmt: skip

@@ -13,7 +13,7 @@ from unittest import mock
 import pytest
 import torch
 from PIL import Image, ImageDraw
-from transformers import CLIPConfig, CLIPModel
+from transformers import CLIPModel
 
 from mmcourse import attention, contrastive, data, utils, widgets
 
@@ -25,17 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def vit_b32():
-    """A random-weight CLIP with ViT-B/32's vision layout (224 px, patch 32: a 7 x 7 grid), two layers, in memory."""
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=1000, eos_token_id=999),
-        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=2, num_attention_heads=12,
-                           image_size=224, patch_size=32),
-        projection_dim=64,
-    )  # fmt: skip
-    return CLIPModel(config).eval()
+def vit_b32(vit_b32_folder):
+    """conftest's random-weight CLIP with ViT-B/32's vision layout (224 px, patch 32: a 7 x 7 grid), two layers."""
+    return CLIPModel.from_pretrained(vit_b32_folder).eval()
 
 
 def png_bytes(image: Image.Image) -> bytes:
