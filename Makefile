@@ -10,20 +10,20 @@ lab:
 	$(PYTHON) -m mmcourse lab
 
 test:
-	$(PYTHON) -m mmcourse._bootstrap test
+	$(PYTHON) -m mmcourse.course.bootstrap test
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 release:
-	$(PYTHON) -m mmcourse._bootstrap
+	$(PYTHON) -m mmcourse.course.bootstrap
 	$(VENV_PY) -m mmcourse release
 
 doctor:
-	$(PYTHON) -m mmcourse._bootstrap
+	$(PYTHON) -m mmcourse.course.bootstrap
 	$(VENV_PY) -m mmcourse doctor
 
 # Benchmarks are not part of `make test`; each prints a table.
 bench:
-	$(PYTHON) -m mmcourse._bootstrap test
+	$(PYTHON) -m mmcourse.course.bootstrap test
 	$(VENV_PY) benchmarks/scene_generation.py
 	$(VENV_PY) benchmarks/clip.py
 	$(VENV_PY) benchmarks/vlm.py

@@ -1,9 +1,13 @@
-"""Benchmarks of chapters 01-03: the vision encoder, the contrastive loss, and training the tiny CLIP.
+"""Benchmarks of chapters 01-03: the vision encoder, the contrastive loss, and training the tiny
+CLIP.
 
 Prints three tables (medians of repeated runs; these machines are noisy, so read the ratios):
-1. `VisionEncoder` on a batch vs one image at a time (the tutorial's pattern): images/s and the ratio;
-2. our `ContrastiveLoss` vs Hugging Face CLIP's own loss on the same embeddings: value difference, time ratio;
-3. training: images/s of the shapes-clip recipe, and each quality target against steps and CPU-seconds from the
+1. `VisionEncoder` on a batch vs one image at a time (the tutorial's pattern): images/s and the
+  ratio;
+2. our `ContrastiveLoss` vs Hugging Face CLIP's own loss on the same embeddings: value difference,
+  time ratio;
+3. training: images/s of the shapes-clip recipe, and each quality target against steps and
+  CPU-seconds from the
    shipped checkpoint's training curve, plotted to a PNG.
 
 Run: `.venv/bin/python benchmarks/clip.py [--out runs/benchmarks]`.
@@ -20,7 +24,8 @@ from pathlib import Path
 import torch
 from timing import median_time
 
-from mmcourse import checkpoints, contrastive, data, train
+from mmcourse import checkpoints, contrastive, data
+from mmcourse.recipes import shapes_clip
 from mmcourse.vision import VisionEncoder
 
 TARGETS = {"zero-shot color_shape": 0.95, "zero-shot position": 0.90, "R@1": 0.70, "R@5": 0.90}
@@ -43,9 +48,14 @@ def loss_table() -> None:
     from transformers.models.clip import modeling_clip
 
     # the function CLIPModel(return_loss=True) calls (named clip_loss before transformers 5)
-    clip_loss = getattr(modeling_clip, "image_text_contrastive_loss", None) or modeling_clip.clip_loss
+    clip_loss = (
+        getattr(modeling_clip, "image_text_contrastive_loss", None) or modeling_clip.clip_loss
+    )
 
-    print("\n2. ContrastiveLoss vs Hugging Face clip_loss (same embeddings, temperature 0.07, median of 20)")
+    print(
+        "\n2. ContrastiveLoss vs Hugging Face clip_loss (same embeddings, temperature 0.07, median "
+        "of 20)"
+    )
     print(f"{'batch':>6} {'|ours - HF|':>12} {'ours ms':>9} {'HF ms':>9} {'ours / HF':>10}")
     loss = contrastive.ContrastiveLoss(0.07)
     for batch in (64, 256, 1024):
@@ -53,7 +63,10 @@ def loss_table() -> None:
         image, text = torch.randn(batch, 128), torch.randn(batch, 128)
 
         def hf():
-            img, txt = image / image.norm(dim=-1, keepdim=True), text / text.norm(dim=-1, keepdim=True)
+            img, txt = (
+                image / image.norm(dim=-1, keepdim=True),
+                text / text.norm(dim=-1, keepdim=True),
+            )
             return clip_loss(txt @ img.T / 0.07)  # logits_per_text, as CLIPModel computes it
 
         ours_ms = median_time(lambda: loss(image, text), 20) * 1e3
@@ -63,13 +76,21 @@ def loss_table() -> None:
 
 
 def training_table(out: Path, steps: int = 20) -> None:
-    recipe = train.ClipRecipe()
+    recipe = shapes_clip.ClipRecipe()
     with tempfile.TemporaryDirectory() as folder:
-        result = train.train_clip(folder, recipe, progress=False, stop_at=steps)[1]
+        result = shapes_clip.train_clip(folder, recipe, progress=False, stop_at=steps)[1]
     rows = result.history
-    per_step = statistics.median(b["wall_seconds"] - a["wall_seconds"] for a, b in zip(rows, rows[1:]))
-    print(f"\n3. Training the shapes-clip recipe (batch {recipe.train.batch_size}, {recipe.train.threads} threads)")
-    print(f"{'images/s (median over steps 2-' + str(steps) + ')':36} {recipe.train.batch_size / per_step:10.0f}")
+    per_step = statistics.median(
+        b["wall_seconds"] - a["wall_seconds"] for a, b in zip(rows, rows[1:])
+    )
+    print(
+        f"\n3. Training the shapes-clip recipe (batch {recipe.train.batch_size}, "
+        f"{recipe.train.threads} threads)"
+    )
+    print(
+        f"{'images/s (median over steps 2-' + str(steps) + ')':36} "
+        f"{recipe.train.batch_size / per_step:10.0f}"
+    )
     curve = json.loads((checkpoints.path("shapes-clip") / "training_curve.json").read_text())
     print("\n   shipped run, validation curve: first step at which each target is met")
     print(f"   {'metric':26} {'target':>7} {'step':>6} {'CPU s':>7} {'final':>7}")
@@ -86,7 +107,9 @@ def training_table(out: Path, steps: int = 20) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, x in zip(axes, ("step", "cpu_seconds")):
         for metric, target in TARGETS.items():
-            line = ax.plot([r[x] for r in curve], [r[metric] for r in curve], marker="o", label=metric)[0]
+            line = ax.plot(
+                [r[x] for r in curve], [r[metric] for r in curve], marker="o", label=metric
+            )[0]
             ax.axhline(target, color=line.get_color(), ls=":", lw=1)
         ax.set_xlabel("optimizer steps" if x == "step" else "CPU-seconds (2 threads)")
         ax.set_ylim(0, 1.02)

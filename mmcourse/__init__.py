@@ -1,7 +1,17 @@
 """mmcourse: the library behind the course that builds a vision-language model, lesson by lesson.
 
-One module per concept, named after its lesson (see the README's chapter map). Submodules load on first
-use, so `python -m mmcourse lab` can set the course up before torch is even installed.
+Three layers (the README's "Contributing" shows the tree):
+
+- **concepts**, what a learner reads beside a lesson, one per chapter: `data`, `tokenizer`, `utils`,
+  `vision`, `contrastive`, `clip`, `projection`, `language_model`, `vlm`, `metrics`, `attention`,
+  `plotting`, `widgets`
+  (and `checkpoints`, the one resolver of model names);
+- **recipes**, how each shipped model is trained and shipped: `recipes`;
+- **course tooling**, not ML: `course` (the CLI, set-up, doctor, release) and `grading` (check,
+  grader, sandbox).
+
+Submodules load on first use (`mmcourse.vlm`), so `python -m mmcourse lab` can set the course up
+before torch is even installed.
 """
 
 from __future__ import annotations
@@ -10,17 +20,32 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = (
-    "attention", "checkpoints", "contrastive", "data", "doctor", "grading", "metrics", "plotting", "projection", "questions",
-    "release", "tokenizer", "train", "utils", "vision", "vlm",
-)  # fmt: skip
+CONCEPTS = (
+    "data",
+    "tokenizer",
+    "utils",
+    "checkpoints",
+    "vision",
+    "contrastive",
+    "clip",
+    "projection",
+    "language_model",
+    "vlm",
+    "metrics",
+    "attention",
+    "plotting",
+    "widgets",
+)
+RECIPES = ("recipes",)
+COURSE_TOOLING = ("course", "grading")
+__all__ = [*CONCEPTS, *RECIPES, *COURSE_TOOLING]
 
 
 def __getattr__(name: str):
-    if name in _SUBMODULES:
+    if name in __all__:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'mmcourse' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUBMODULES])
+    return sorted([*globals(), *__all__])

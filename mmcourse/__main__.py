@@ -1,3 +1,3 @@
-from mmcourse.cli import main
+from mmcourse.course.cli import main
 
 raise SystemExit(main())

@@ -29,14 +29,30 @@ from . import data
 
 PAD, BOS, UNK, EOS = "[PAD]", "[BOS]", "[UNK]", "[EOS]"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, UNK, EOS)
-#: Longer than any caption, question or answer of the shapes world (a 3-object caption is 25 tokens).
+# : Longer than any caption, question or answer of the shapes world (a 3-object caption is 25
+# tokens).
 MODEL_MAX_LENGTH = 64
 
 _GRAMMAR_WORDS = (
-    "a", "an", "at", "the", "and", ",",
-    "what", "color", "is", "shape", "object", "where", "how", "many", "are", "there",
-    "yes", "no",
-)  # fmt: skip
+    "a",
+    "an",
+    "at",
+    "the",
+    "and",
+    ",",
+    "what",
+    "color",
+    "is",
+    "shape",
+    "object",
+    "where",
+    "how",
+    "many",
+    "are",
+    "there",
+    "yes",
+    "no",
+)
 
 
 def _world_words() -> list[str]:
@@ -68,7 +84,8 @@ def normalize(text: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    """Steps 1-2: the words the tokenizer looks up ("Is there a RED circle?" -> [is, there, a, red, circle])."""
+    """Steps 1-2: the words the tokenizer looks up ("Is there a RED circle?" -> [is, there, a, red,
+    circle])."""
     return re.findall(r"[^\s,]+|,", normalize(text))
 
 
@@ -81,14 +98,18 @@ def from_vocab(vocab: Mapping[str, int]) -> PreTrainedTokenizerFast:
     """A fast tokenizer for any word -> id mapping that contains the four special tokens."""
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
-        raise ValueError(f"the vocabulary lacks the special tokens {missing}; it needs all of {list(SPECIAL_TOKENS)}.")
+        raise ValueError(
+            f"the vocabulary lacks the special tokens {missing}; it needs all of "
+            f"{list(SPECIAL_TOKENS)}."
+        )
     if len(set(vocab.values())) != len(vocab):
         raise ValueError("two words of the vocabulary share an id; every word needs its own id.")
     core = Tokenizer(models.WordLevel(dict(vocab), unk_token=UNK))
     core.normalizer = normalizers.Sequence(
         [normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace(Regex(_PUNCTUATION), " ")]
     )
-    # After normalization only words, spaces and commas are left: split at spaces, then each comma alone.
+    # After normalization only words, spaces and commas are left: split at spaces, then each comma
+    # alone.
     core.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(",", behavior="isolated")]
     )
@@ -113,6 +134,8 @@ def build_tokenizer(extra_words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     vocab = dict(VOCAB)
     for word in extra_words:
         if normalize(word).split() != [word]:
-            raise ValueError(f"{word!r} is not a normalized single word (lower case, no punctuation, no spaces).")
+            raise ValueError(
+                f"{word!r} is not a normalized single word (lower case, no punctuation, no spaces)."
+            )
         vocab.setdefault(word, len(vocab))
     return from_vocab(vocab)

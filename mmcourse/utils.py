@@ -1,8 +1,9 @@
-"""Small helpers every lesson uses: the device, seeds, and shape checks with errors a learner can act on.
+"""Small helpers every lesson uses: the device, seeds, and shape checks with errors a learner can
+act on.
 
 Lesson 00 introduces them. Shape legend for the whole course (used in `# (B, N, D)` comments):
-B batch, C channels, H/W image or patch-grid height/width, P patch size, N patches, D hidden size,
-T text tokens, V vocabulary, L layers, K heads.
+B batch, C channels, H/W image or patch-grid height/width, P patch size, N patches, D hidden size, T
+text tokens, V vocabulary, L layers, K heads.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def get_device() -> torch.device:
             device = torch.device(wanted)
         except RuntimeError as error:
             raise ValueError(
-                f"{DEVICE_ENV}={wanted!r} is not a device name; use 'cpu', 'cuda', 'cuda:N' or 'mps'."
+                f"{DEVICE_ENV}={wanted!r} is not a device name; use 'cpu', 'cuda', 'cuda:N' or "
+                "'mps'."
             ) from error
         available = {
             "cpu": True,
@@ -49,7 +51,8 @@ def get_device() -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) so that a lesson gives the same numbers every run."""
+    """Seed Python, NumPy and torch (all devices) so that a lesson gives the same numbers every
+    run."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -58,17 +61,20 @@ def seed_everything(seed: int) -> None:
 def check_shape(tensor, expected: Sequence[int | str | None], name: str = "tensor") -> None:
     """Raise a ValueError naming the wrong dimension unless `tensor.shape` matches `expected`.
 
-    Each entry of `expected` is an int (that size exactly), None (any size), or a letter of the course's
-    legend ("B", "N", "D", ...): every dimension named with the same letter must have the same size.
-    `check_shape(x, ("B", 49, 768), "patch features")`.
+    Each entry of `expected` is an int (that size exactly), None (any size), or a letter of the
+    course's legend ("B", "N", "D", ...): every dimension named with the same letter must have the
+    same size. `check_shape(x, ("B", 49, 768), "patch features")`.
     """
     shape = tuple(getattr(tensor, "shape", ()))
     legend = "(" + ", ".join("?" if e is None else str(e) for e in expected) + ")"
     if not hasattr(tensor, "shape"):
-        raise ValueError(f"{name} should be a tensor of shape {legend}, got a {type(tensor).__name__}.")
+        raise ValueError(
+            f"{name} should be a tensor of shape {legend}, got a {type(tensor).__name__}."
+        )
     if len(shape) != len(expected):
         raise ValueError(
-            f"{name} should have {len(expected)} dimensions {legend}, got {len(shape)}: shape {shape}."
+            f"{name} should have {len(expected)} dimensions {legend}, got {len(shape)}: shape "
+            f"{shape}."
         )
     seen: dict[str, tuple[int, int]] = {}
     for dim, (size, want) in enumerate(zip(shape, expected)):
@@ -78,11 +84,13 @@ def check_shape(tensor, expected: Sequence[int | str | None], name: str = "tenso
             if want in seen and seen[want][1] != size:
                 first, first_size = seen[want]
                 raise ValueError(
-                    f"{name}: dimension {dim} ({want}) is {size}, but dimension {first} is also {want} "
+                    f"{name}: dimension {dim} ({want}) is {size}, but dimension {first} is also "
+                    f"{want} "
                     f"and is {first_size}; expected shape {legend}, got {shape}."
                 )
             seen.setdefault(want, (dim, size))
         elif size != want:
             raise ValueError(
-                f"{name}: dimension {dim} should be {want}, got {size}; expected shape {legend}, got {shape}."
+                f"{name}: dimension {dim} should be {want}, got {size}; expected shape {legend}, "
+                f"got {shape}."
             )

@@ -1,4 +1,5 @@
-"""Shared fixtures. Tests that need a system package skip when it is absent, unless CI demands it."""
+"""Shared fixtures. Tests that need a system package skip when it is absent, unless CI demands
+it."""
 
 from __future__ import annotations
 
@@ -27,17 +28,22 @@ def need_system(what: str, found: bool, install: str) -> None:
 @pytest.fixture
 def chromium() -> str:
     path = next((p for p in CHROMIUM_PATHS if Path(p).exists()), None) or shutil.which("chromium")
-    need_system("Chromium", path is not None,
-                "apt-get install -y --no-install-recommends chromium fonts-dejavu-core")  # fmt: skip
+    need_system(
+        "Chromium",
+        path is not None,
+        "apt-get install -y --no-install-recommends chromium fonts-dejavu-core",
+    )
     return path
 
 
 @pytest.fixture
 def bwrap() -> str:
-    from mmcourse.sandbox import bubblewrap
+    from mmcourse.grading.sandbox import bubblewrap
 
     path = bubblewrap()
-    need_system("bubblewrap that can create namespaces", path is not None, "apt-get install -y bubblewrap")
+    need_system(
+        "bubblewrap that can create namespaces", path is not None, "apt-get install -y bubblewrap"
+    )
     return path
 
 
@@ -55,15 +61,21 @@ def free_port() -> int:
 
 
 def jupyter_env(tmp: Path) -> dict:
-    """An environment whose Jupyter config, runtime and settings all live in `tmp` (no user state, no news)."""
+    """An environment whose Jupyter config, runtime and settings all live in `tmp` (no user state,
+    no news)."""
     import json
     import sys
 
     env = dict(os.environ)
-    for var, sub in [("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
-                     ("JUPYTER_DATA_DIR", "data"), ("JUPYTERLAB_SETTINGS_DIR", "settings"),
-                     ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"), ("IPYTHONDIR", "ipython"),
-                     ("MPLCONFIGDIR", "mpl")]:  # fmt: skip
+    for var, sub in [
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTERLAB_SETTINGS_DIR", "settings"),
+        ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
+        ("IPYTHONDIR", "ipython"),
+        ("MPLCONFIGDIR", "mpl"),
+    ]:
         (tmp / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(tmp / sub)
     notification = tmp / "settings" / "@jupyterlab" / "apputils-extension"
@@ -71,7 +83,8 @@ def jupyter_env(tmp: Path) -> dict:
     (notification / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
-    # every cell stays in the page (no virtual scrolling), so a test finds a widget wherever it is in the notebook
+    # every cell stays in the page (no virtual scrolling), so a test finds a widget wherever it is
+    # in the notebook
     tracker = tmp / "settings" / "@jupyterlab" / "notebook-extension"
     tracker.mkdir(parents=True, exist_ok=True)
     (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
@@ -82,10 +95,16 @@ def jupyter_env(tmp: Path) -> dict:
 
 def lab_server_args(port: int, token: str) -> list[str]:
     return [
-        "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--expose-app-in-browser",
-    ]  # fmt: skip
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--expose-app-in-browser",
+    ]
 
 
 def wait_for_server(url: str, process, seconds: float = 60) -> None:
@@ -113,9 +132,18 @@ def jupyter_lab(root: Path, tmp: Path, token: str):
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}", *lab_server_args(port, token)],
-        env=jupyter_env(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            f"--ServerApp.root_dir={root}",
+            *lab_server_args(port, token),
+        ],
+        env=jupyter_env(tmp),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_server(f"{base}/api/status?token={token}", process)
@@ -125,30 +153,33 @@ def jupyter_lab(root: Path, tmp: Path, token: str):
         process.wait(timeout=30)
 
 
-# Tests never reach the Hugging Face Hub: a hub id must fail fast, as it does for an offline learner.
+# Tests never reach the Hugging Face Hub: a hub id must fail fast, as it does for an offline
+# learner.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
 def nano_clip_folder(tmp_path_factory) -> Path:
     """A random-weight tiny CLIP saved like a shipped one (model, tokenizer, processor config)."""
-    from mmcourse import contrastive
+    from mmcourse import clip
+    from mmcourse.recipes.shapes_clip import save_clip_extras
     from mmcourse.tokenizer import build_tokenizer
-    from mmcourse.train import save_clip_extras
 
     folder = tmp_path_factory.mktemp("nano-clip")
     __import__("torch").manual_seed(0)  # deterministic random weights
-    config = contrastive.PRESETS["nano"]
-    contrastive.build_clip(config).save_pretrained(folder)
+    config = clip.PRESETS["nano"]
+    clip.build_clip(config).save_pretrained(folder)
     save_clip_extras(folder, build_tokenizer(), config)
     return folder
 
 
 @pytest.fixture(scope="session")
 def vit_b32_folder(tmp_path_factory) -> Path:
-    """A random-weight CLIP with the layout of openai/clip-vit-base-patch32 (224 px, patch 32, 768 wide).
+    """A random-weight CLIP with the layout of openai/clip-vit-base-patch32 (224 px, patch 32, 768
+    wide).
 
-    Two layers instead of twelve keep it small; nothing about the layout the course relies on changes.
+    Two layers instead of twelve keep it small; nothing about the layout the course relies on
+    changes.
     """
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
@@ -156,17 +187,33 @@ def vit_b32_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("vit-b32")
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=1, num_attention_heads=8,
-                         vocab_size=1000, eos_token_id=999),
-        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=2, num_attention_heads=12,
-                           image_size=224, patch_size=32),
+        text_config=dict(
+            hidden_size=512,
+            intermediate_size=2048,
+            num_hidden_layers=1,
+            num_attention_heads=8,
+            vocab_size=1000,
+            eos_token_id=999,
+        ),
+        vision_config=dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=2,
+            num_attention_heads=12,
+            image_size=224,
+            patch_size=32,
+        ),
         projection_dim=512,
-    )  # fmt: skip
+    )
     CLIPModel(config).save_pretrained(folder)
     # OpenAI's preprocessing: shortest edge to 224 (bicubic), center crop 224, CLIP mean/std
-    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}, resample=3,
-                       image_mean=[0.48145466, 0.4578275, 0.40821073],
-                       image_std=[0.26862954, 0.26130258, 0.27577711]).save_pretrained(folder)  # fmt: skip
+    CLIPImageProcessor(
+        size={"shortest_edge": 224},
+        crop_size={"height": 224, "width": 224},
+        resample=3,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    ).save_pretrained(folder)
     return folder
 
 
@@ -198,8 +245,10 @@ def vlm_patches():
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """One intra-op thread while a module runs: the shipped models are tiny, and hundreds of one-image forwards are
-    then mostly thread start-up and sync (measured on 2 busy cores: 50 s for test_attention.py instead of 9 s)."""
+    """One intra-op thread while a module runs: the shipped models are tiny, and hundreds of
+    one-image forwards are then mostly thread start-up and sync (measured on 2 busy cores: 50 s for
+    test_attention.py
+    instead of 9 s)."""
     import torch
 
     threads = torch.get_num_threads()

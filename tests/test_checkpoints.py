@@ -1,4 +1,5 @@
-"""The model-name resolver: shipped names verified by manifest, other names to from_pretrained, clear errors."""
+"""The model-name resolver: shipped names verified by manifest, other names to from_pretrained,
+clear errors."""
 
 import shutil
 import stat
@@ -35,7 +36,12 @@ def test_files_are_world_readable(weights):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda f: (f / "model.safetensors").write_bytes(b"\0" * (f / "model.safetensors").stat().st_size), "corrupt"),
+        (
+            lambda f: (f / "model.safetensors").write_bytes(
+                b"\0" * (f / "model.safetensors").stat().st_size
+            ),
+            "corrupt",
+        ),
         (lambda f: (f / "model.safetensors").write_bytes(b"short"), "truncated or replaced"),
         (lambda f: (f / "config.json").unlink(), "config.json is missing"),
     ],
@@ -52,7 +58,10 @@ def test_a_local_folder_goes_to_from_pretrained_unchanged(nano_clip_folder):
 
 
 def test_an_unknown_name_offline_is_one_clear_error(weights):
-    with pytest.raises(CheckpointError, match=r"cannot load 'nobody/no-such-model'.*shipped checkpoint \(tiny-clip\).*hf download"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"cannot load 'nobody/no-such-model'.*shipped checkpoint \(tiny-clip\).*hf download",
+    ):
         checkpoints.from_pretrained(CLIPModel, "nobody/no-such-model")
 
 

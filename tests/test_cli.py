@@ -11,7 +11,9 @@ from conftest import ROOT, free_port, jupyter_env, lab_server_args, wait_for_ser
 
 
 def run(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "mmcourse", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "mmcourse", *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
 
 
 def test_console_script_is_installed():
@@ -28,11 +30,17 @@ def test_doctor_passes_here():
 
 
 def test_doctor_names_a_missing_package(tmp_path):
-    (tmp_path / "transformers.py").write_text("raise ImportError('simulated: transformers is not installed')\n")
+    (tmp_path / "transformers.py").write_text(
+        "raise ImportError('simulated: transformers is not installed')\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     done = run("doctor", env=env)
     assert done.returncode == 1
-    assert "BAD  transformers" in done.stdout and "simulated" in done.stdout and "make lab" in done.stdout
+    assert (
+        "BAD  transformers" in done.stdout
+        and "simulated" in done.stdout
+        and "make lab" in done.stdout
+    )
 
 
 def test_unknown_command_is_a_usage_error():
@@ -44,15 +52,21 @@ def test_lab_opens_jupyterlab_at_lesson_00(tmp_path):
     port, token = free_port(), "mmcourse-test"
     process = subprocess.Popen(
         [sys.executable, "-m", "mmcourse", "lab", "--here", "--", *lab_server_args(port, token)],
-        cwd=ROOT, env=jupyter_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=jupyter_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for_server(f"{base}/api/status?token={token}", process)
         url = f"{base}/api/contents/notebooks/00_welcome.ipynb?content=0&token={token}"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert json.load(response)["type"] == "notebook"
-        with urllib.request.urlopen(f"{base}/?token={token}", timeout=10) as page:  # the default page
+        with urllib.request.urlopen(
+            f"{base}/?token={token}", timeout=10
+        ) as page:  # the default page
             assert page.url.split("?")[0].endswith("/lab/tree/notebooks/00_welcome.ipynb")
             assert page.status == 200 and "JupyterLab" in page.read().decode()
     finally:
@@ -64,7 +78,13 @@ def test_lab_opens_jupyterlab_at_lesson_00(tmp_path):
 def test_eval_clip_prints_the_metrics_table():
     done = run("eval", "clip", "--n", "40", "--start", "123")
     assert done.returncode == 0, done.stderr
-    for metric in ("zero-shot color_shape", "zero-shot position", "withheld zero-shot position", "R@1", "R@5 (3 obj)"):
+    for metric in (
+        "zero-shot color_shape",
+        "zero-shot position",
+        "withheld zero-shot position",
+        "R@1",
+        "R@5 (3 obj)",
+    ):
         assert metric in done.stdout
 
 
@@ -76,18 +96,28 @@ def test_eval_of_an_unknown_model_is_one_clear_error():
 
 
 def test_eval_vlm_prints_the_metrics_table(tmp_path, nano_clip_folder):
-    from transformers import CLIPImageProcessor, CLIPVisionModel
     from test_vlm import tiny_llama
+    from transformers import CLIPImageProcessor, CLIPVisionModel
 
     from mmcourse import vlm
     from mmcourse.tokenizer import build_tokenizer
 
-    model = vlm.MultimodalModel(CLIPVisionModel.from_pretrained(nano_clip_folder), tiny_llama(), None, build_tokenizer(),
-                                processor=CLIPImageProcessor.from_pretrained(nano_clip_folder))  # fmt: skip
+    model = vlm.MultimodalModel(
+        CLIPVisionModel.from_pretrained(nano_clip_folder),
+        tiny_llama(),
+        None,
+        build_tokenizer(),
+        processor=CLIPImageProcessor.from_pretrained(nano_clip_folder),
+    )
     model.save_pretrained(tmp_path / "vlm")
     done = run("eval", "vlm", str(tmp_path / "vlm"), "--n", "10")
     assert done.returncode == 0, done.stderr
-    for row in ("| question kind | model | majority | question only |", "| all |", "| captions |", "| BLEU-4 |"):
+    for row in (
+        "| question kind | model | majority | question only |",
+        "| all |",
+        "| captions |",
+        "| BLEU-4 |",
+    ):
         assert row in done.stdout, row
     missing = run("eval", "vlm", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "not an mmcourse VLM folder" in missing.stderr

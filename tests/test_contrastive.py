@@ -1,4 +1,5 @@
-"""The contrastive loss: equal to Hugging Face CLIP's and to a hand computation; chance at init; variants."""
+"""The contrastive loss: equal to Hugging Face CLIP's and to a hand computation; chance at init;
+variants."""
 
 import math
 import random
@@ -14,12 +15,24 @@ from mmcourse.contrastive import ContrastiveLoss
 def test_equals_hugging_face_clip_loss():
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=50, eos_token_id=49),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=50,
+            eos_token_id=49,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=16,
-    )  # fmt: skip
+    )
     model = CLIPModel(config).eval()
     ids = torch.randint(1, 48, (6, 7))
     ids[:, -1] = 49
@@ -49,7 +62,10 @@ def test_equals_a_hand_computation():
 @pytest.mark.parametrize("batch", [8, 64, 256])
 def test_random_embeddings_give_about_ln_batch(batch):
     torch.manual_seed(batch)
-    losses = [ContrastiveLoss(1.0)(torch.randn(batch, 64), torch.randn(batch, 64)).item() for _ in range(20)]
+    losses = [
+        ContrastiveLoss(1.0)(torch.randn(batch, 64), torch.randn(batch, 64)).item()
+        for _ in range(20)
+    ]
     assert sum(losses) / len(losses) == pytest.approx(math.log(batch), rel=0.05)
 
 
@@ -68,14 +84,20 @@ def test_learnable_scale_starts_at_1_over_007_and_is_clamped():
 
 def test_identical_texts_count_as_positives():
     names = ["a red circle", "a red circle", "a blue square"]
-    assert contrastive.positive_mask(names).tolist() == [[True, True, False], [True, True, False], [False, False, True]]
-    # images 0 and 1 share a text, and the model embeds each image exactly like its text. As negatives, the
-    # two copies split the probability: the loss cannot go below about ln 2 for them. As positives it can.
+    assert contrastive.positive_mask(names).tolist() == [
+        [True, True, False],
+        [True, True, False],
+        [False, False, True],
+    ]
+    # images 0 and 1 share a text, and the model embeds each image exactly like its text. As
+    # negatives, the two copies split the probability: the loss cannot go below about ln 2 for them.
+    # As positives it can.
     texts = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     as_negatives = ContrastiveLoss(0.01)(texts, texts).item()
     as_positives = ContrastiveLoss(0.01)(texts, texts, names).item()
     assert as_positives < 1e-6
-    assert as_negatives == pytest.approx(2 / 3 * math.log(2), rel=1e-4)  # 2 of 3 rows and columns pay ln 2
+    # 2 of 3 rows and columns pay ln 2
+    assert as_negatives == pytest.approx(2 / 3 * math.log(2), rel=1e-4)
     distinct = torch.randn(4, 8), torch.randn(4, 8)
     assert ContrastiveLoss(0.1)(*distinct, ["a", "b", "c", "d"]).item() == pytest.approx(
         ContrastiveLoss(0.1)(*distinct).item(), rel=1e-6
@@ -92,7 +114,10 @@ def test_mismatched_shapes_are_a_clear_error():
 def test_recall_at_k():
     similarity = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.0, 0.6, 0.4]])
     correct = torch.eye(3, dtype=torch.bool)
-    assert contrastive.recall_at_k(similarity, correct, (1, 2)) == {1: pytest.approx(1 / 3), 2: pytest.approx(1.0)}
+    assert contrastive.recall_at_k(similarity, correct, (1, 2)) == {
+        1: pytest.approx(1 / 3),
+        2: pytest.approx(1.0),
+    }
 
 
 def test_hard_negatives_are_one_attribute_away():
@@ -109,8 +134,15 @@ def test_hard_negatives_are_one_attribute_away():
             assert [p0 != p1, c0 != c1, s0 != s1].count(True) == 1
         elif before.keys() == after.keys():
             changed = [p for p in before if before[p] != after[p]]
-            one_attribute = len(changed) == 1 and sum(a != b for a, b in zip(before[changed[0]], after[changed[0]])) == 1
-            swapped = len(changed) == 2 and before[changed[0]] == after[changed[1]] and before[changed[1]] == after[changed[0]]
+            one_attribute = (
+                len(changed) == 1
+                and sum(a != b for a, b in zip(before[changed[0]], after[changed[0]])) == 1
+            )
+            swapped = (
+                len(changed) == 2
+                and before[changed[0]] == after[changed[1]]
+                and before[changed[1]] == after[changed[0]]
+            )
             assert one_attribute or swapped, (scene, negative)
         else:
             raise AssertionError(f"objects moved cells: {scene} -> {negative}")

@@ -1,4 +1,5 @@
-"""The shapes world: determinism, texts and answers agree with the scene graph, balance, splits, errors."""
+"""The shapes world: determinism, texts and answers agree with the scene graph, balance, splits,
+errors."""
 
 from collections import Counter
 
@@ -68,7 +69,9 @@ def test_cells_are_whole_patches_at_the_default_size():
 def test_alt_text_and_caption_agree_with_the_scene_graph(seed):
     scene = data.random_scene(seed)
     ordered = scene.in_reading_order
-    assert [data.POSITIONS.index(o.position) for o in ordered] == sorted(data.POSITIONS.index(o.position) for o in ordered)
+    assert [data.POSITIONS.index(o.position) for o in ordered] == sorted(
+        data.POSITIONS.index(o.position) for o in ordered
+    )
     cap, alt = data.caption(scene), data.alt_text(scene)
     assert data.parse_caption(cap) == triples(scene)
     for obj in ordered:
@@ -106,8 +109,9 @@ def test_answers_agree_with_the_scene_graph_and_are_unique(seed):
 
 
 def test_uniqueness_rule_skips_ambiguous_questions():
-    scene = data.Scene.from_triples([("red", "circle", "top left"), ("blue", "circle", "center"),
-                                     ("red", "square", "bottom")])  # fmt: skip
+    scene = data.Scene.from_triples(
+        [("red", "circle", "top left"), ("blue", "circle", "center"), ("red", "square", "bottom")]
+    )
     asked = {qa.question for qa in data.questions(scene)}
     assert "What color is the circle?" not in asked  # two circles
     assert "What shape is the red object?" not in asked  # two red objects
@@ -126,9 +130,15 @@ def test_every_kind_occurs_and_answers_are_balanced():
     count = Counter(qa.answer for qa in examples if qa.kind == "count")
     assert set(count) == set(data.COUNT_ANSWERS)
     assert all(abs(n / sum(count.values()) - 0.25) < 0.05 for n in count.values())
-    for kind, answers in [("color", data.COLORS), ("shape", data.SHAPES), ("position", data.POSITIONS)]:
+    for kind, answers in [
+        ("color", data.COLORS),
+        ("shape", data.SHAPES),
+        ("position", data.POSITIONS),
+    ]:
         seen = Counter(qa.answer for qa in examples if qa.kind == kind)
-        assert set(seen) == set(answers) and max(seen.values()) / sum(seen.values()) < 2.0 / len(answers)
+        assert set(seen) == set(answers) and max(seen.values()) / sum(seen.values()) < 2.0 / len(
+            answers
+        )
 
 
 @settings(max_examples=200, deadline=None)
@@ -142,10 +152,18 @@ def test_balanced_examples_are_correct_questions_of_their_scene(seed, kind):
 def test_question_forms_are_the_canonical_ones():
     scene = data.Scene.from_triples([("orange", "diamond", "top"), ("green", "square", "left")])
     asked = {qa.question for qa in data.questions(scene)}
-    for text in ["What color is the diamond?", "What shape is the orange object?", "Where is the green square?",
-                 "How many diamonds are there?", "Is there an orange diamond?", "Is there a red diamond?"]:
+    for text in [
+        "What color is the diamond?",
+        "What shape is the orange object?",
+        "Where is the green square?",
+        "How many diamonds are there?",
+        "Is there an orange diamond?",
+        "Is there a red diamond?",
+    ]:
         assert text in asked
-    assert data.normalize_question("Where is the red circle?") == data.normalize_question("where is the red circle ?")
+    assert data.normalize_question("Where is the red circle?") == data.normalize_question(
+        "where is the red circle ?"
+    )
 
 
 def test_splits_use_disjoint_seeds():
@@ -184,7 +202,10 @@ def test_withheld_pairs_never_occur_in_training_data():
         (lambda: data.random_scene(1).render(50.5), "must be an int"),
         (lambda: data.random_scene("a"), "seed must be an int"),
         (lambda: data.random_scene(1, pairs="unseen"), "unknown pair group"),
-        (lambda: data.Scene.from_triples([("red", "circle", "top"), ("blue", "square", "top")]), "share a cell"),
+        (
+            lambda: data.Scene.from_triples([("red", "circle", "top"), ("blue", "square", "top")]),
+            "share a cell",
+        ),
         (lambda: data.qa_example(1, kind="size"), "unknown question kind"),
         (lambda: data.Scene.from_dict({"objs": []}), "needs 'objects'"),
     ],
@@ -208,10 +229,15 @@ def test_baselines_stay_near_chance_on_balanced_data():
 
 
 def test_question_only_baseline_exploits_skewed_data():
-    skewed = [data.QA("Is there a red circle?", "no", "exists")] * 9 + [data.QA("Is there a red circle?", "yes", "exists")]
+    skewed = [data.QA("Is there a red circle?", "no", "exists")] * 9 + [
+        data.QA("Is there a red circle?", "yes", "exists")
+    ]
     baseline = data.QuestionOnlyBaseline().fit(skewed)
     assert baseline.predict("is there a RED circle") == "no"
-    assert data.accuracy_by_kind(skewed, [baseline.predict(q.question) for q in skewed])["exists"] == 0.9
+    assert (
+        data.accuracy_by_kind(skewed, [baseline.predict(q.question) for q in skewed])["exists"]
+        == 0.9
+    )
 
 
 def test_datasets_and_collate(tmp_path):
@@ -222,13 +248,20 @@ def test_datasets_and_collate(tmp_path):
     alt = data.AltTextDataset("train", size=8)
     cap = data.CaptionDataset("val", size=8, image_size=96)
     qa = data.QADataset("test", size=8, kind="position")
-    assert len(alt) == 8 and alt[3]["text"] == data.alt_text(data.random_scene(data.split_seed("train", 3), pairs="seen"))
+    assert len(alt) == 8 and alt[3]["text"] == data.alt_text(
+        data.random_scene(data.split_seed("train", 3), pairs="seen")
+    )
     assert cap[0]["image"].size == (96, 96) and data.parse_caption(cap[0]["text"])
     assert all(qa[i]["kind"] == "position" for i in range(8))
-    loader = torch.utils.data.DataLoader(alt, batch_size=4, collate_fn=partial(data.collate, tokenizer=build_tokenizer()))
+    loader = torch.utils.data.DataLoader(
+        alt, batch_size=4, collate_fn=partial(data.collate, tokenizer=build_tokenizer())
+    )
     batch = next(iter(loader))
     assert batch["images"].shape == (4, 3, 72, 72) and batch["images"].dtype == torch.uint8
-    assert batch["input_ids"].shape[0] == 4 and batch["attention_mask"].shape == batch["input_ids"].shape
+    assert (
+        batch["input_ids"].shape[0] == 4
+        and batch["attention_mask"].shape == batch["input_ids"].shape
+    )
     qa_batch = data.collate([qa[i] for i in range(3)])
     assert set(qa_batch) >= {"images", "questions", "answers", "kinds", "scenes"}
     with pytest.raises(IndexError):

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-
-from mmcourse import grading, questions
-from mmcourse.questions import Close, Exact, to_plain
-from mmcourse.release import BEGIN, read_notebook
-
 from conftest import ROOT
+
+from mmcourse import grading
+from mmcourse.course.release import BEGIN, read_notebook
+from mmcourse.grading import question_bank
+from mmcourse.grading.judging import Close, Exact, to_plain
 
 
 def solution_cells(qid):
@@ -35,116 +35,362 @@ def learner_object(qid, source_edit=None):
     namespace = {}
     exec(compile(setup, "<setup>", "exec"), namespace)
     exec(compile(answer, "<answer>", "exec"), namespace)
-    return namespace[questions.get(qid).name]
+    return namespace[question_bank.get(qid).name]
 
 
-@pytest.mark.parametrize("qid", list(questions.all_questions()))
+@pytest.mark.parametrize("qid", list(question_bank.builtin()))
 def test_solutions_pass_check_and_hidden_cases(qid, capsys):
     obj = learner_object(qid)
     assert grading.check(qid, obj) is True
     assert "passes all" in capsys.readouterr().out
-    question = questions.get(qid)
+    question = question_bank.get(qid)
     for i, case in enumerate(question.hidden_cases(seed=2026, n=60)):
         assert question.run_case(i, case, obj).status == "passed", case
 
 
 MUTATIONS = [
-    ("ex00_caption", ("sorted(scene.objects, key=lambda o: data.POSITIONS.index(o.position))", "list(scene.objects)"),
-     "reading order"),
+    (
+        "ex00_caption",
+        (
+            "sorted(scene.objects, key=lambda o: data.POSITIONS.index(o.position))",
+            "list(scene.objects)",
+        ),
+        "reading order",
+    ),
     ("ex00_caption", (" at the {o.position}", ""), "needs its position"),
-    ("ex00_caption", ('", ".join(phrases[:-1]) + " and "', '", ".join(phrases[:-1]) + ", and "'), "serial comma"),
+    (
+        "ex00_caption",
+        ('", ".join(phrases[:-1]) + " and "', '", ".join(phrases[:-1]) + ", and "'),
+        "serial comma",
+    ),
     ("ex00_caption", ("{data.article(o.color)}", "a"), "'an' before"),
-    ("ex00_tokenize", ('vocab.get(word, vocab["[UNK]"])', 'vocab.get(word, vocab["[UNK]"]) + 1'), "off by one"),
-    ("ex00_tokenize", ('re.findall(r"[^\\s,]+|,", text)', 're.findall(r"[^\\s,]+|,", text)[:-1]'), "One word has no id"),
-    ("ex00_tokenize", ('return [vocab["[BOS]"], *ids, vocab["[EOS]"]]', "return ids"), "special tokens"),
+    (
+        "ex00_tokenize",
+        ('vocab.get(word, vocab["[UNK]"])', 'vocab.get(word, vocab["[UNK]"]) + 1'),
+        "off by one",
+    ),
+    (
+        "ex00_tokenize",
+        ('re.findall(r"[^\\s,]+|,", text)', 're.findall(r"[^\\s,]+|,", text)[:-1]'),
+        "One word has no id",
+    ),
+    (
+        "ex00_tokenize",
+        ('return [vocab["[BOS]"], *ids, vocab["[EOS]"]]', "return ids"),
+        "special tokens",
+    ),
     ("ex00_tokenize", ("text.lower()", "text"), "Lower-case"),
-    ("ex00_tokenize", ('vocab.get(word, vocab["[UNK]"]) for word', 'vocab[word] for word'), None),
+    ("ex00_tokenize", ('vocab.get(word, vocab["[UNK]"]) for word', "vocab[word] for word"), None),
     ("ex01_preprocess", ("image.float() / 255.0", "image.float()"), "Rescale first"),
     ("ex01_preprocess", ("(pixels - mean) / std", "pixels / std - mean"), "(x - mean) / std"),
-    ("ex01_preprocess", ("torch.tensor(vision.CLIP_MEAN)", "torch.tensor((0.485, 0.456, 0.406))"), None),
-    ("ex01_preprocess", ("return (pixels - mean) / std", "return ((pixels - mean) / std).permute(1, 2, 0)"), "channels first"),
-    ("ex01_patchify", ("grid.permute(0, 2, 4, 1, 3, 5)", "grid.permute(0, 4, 2, 1, 3, 5)"), "column by column"),
-    ("ex01_patchify", ("grid.permute(0, 2, 4, 1, 3, 5)", "grid.permute(0, 2, 4, 3, 5, 1)"), "channel first"),
-    ("ex02_spatial_grid", ("last_hidden_state[:, 1:]", "last_hidden_state[:, :-1]"), "*first* token"),
-    ("ex02_spatial_grid", ("return patches.reshape(b, side, side, d)", "return patches.reshape(b, side, side, d).transpose(1, 2)"), "swapped"),
-    ("ex02_similarity_map", ("torch.nn.functional.normalize(grid, dim=-1)", "grid"), "not the dot product"),
+    (
+        "ex01_preprocess",
+        ("torch.tensor(vision.CLIP_MEAN)", "torch.tensor((0.485, 0.456, 0.406))"),
+        None,
+    ),
+    (
+        "ex01_preprocess",
+        ("return (pixels - mean) / std", "return ((pixels - mean) / std).permute(1, 2, 0)"),
+        "channels first",
+    ),
+    (
+        "ex01_patchify",
+        ("grid.permute(0, 2, 4, 1, 3, 5)", "grid.permute(0, 4, 2, 1, 3, 5)"),
+        "column by column",
+    ),
+    (
+        "ex01_patchify",
+        ("grid.permute(0, 2, 4, 1, 3, 5)", "grid.permute(0, 2, 4, 3, 5, 1)"),
+        "channel first",
+    ),
+    (
+        "ex02_spatial_grid",
+        ("last_hidden_state[:, 1:]", "last_hidden_state[:, :-1]"),
+        "*first* token",
+    ),
+    (
+        "ex02_spatial_grid",
+        (
+            "return patches.reshape(b, side, side, d)",
+            "return patches.reshape(b, side, side, d).transpose(1, 2)",
+        ),
+        "swapped",
+    ),
+    (
+        "ex02_similarity_map",
+        ("torch.nn.functional.normalize(grid, dim=-1)", "grid"),
+        "not the dot product",
+    ),
     ("ex02_similarity_map", ("unit[row, col]", "unit[col, row]"), "Row and column are swapped"),
-    ("ex03_contrastive_loss", ("(F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2",
-                               "F.cross_entropy(logits, targets)"), "only one direction"),
-    ("ex03_contrastive_loss", ("image = F.normalize(image_features, dim=-1)\n    text = F.normalize(text_features, dim=-1)",
-                               "image, text = image_features, text_features"), "L2-normalize"),
-    ("ex03_contrastive_loss", ("text.T / temperature", "text.T * temperature"), "Divide the similarities"),
-    ("ex03_zero_shot", ("similarity.argmax(dim=1)", "similarity.argmin(dim=1)"), "argmax, not argmin"),
-    ("ex03_zero_shot", ("similarity.argmax(dim=1)", "similarity.argmax(dim=0)"), "One answer per image"),
-    ("ex03_recall_at_k", ("similarity.topk(k, dim=1)", "similarity.topk(k + 1, dim=1)"), "Off by one"),
-    ("ex04_linear_projection", ("features @ weight.T + bias", "features @ weight + bias"), "multiply by its transpose"),
-    ("ex04_linear_projection", ("features @ weight.T + bias", "features @ weight.T"), "Add the bias"),
-    ("ex04_mlp_projection", ("0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))", "torch.relu(hidden)"), "That is ReLU"),
-    ("ex04_mlp_projection", ("0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))", 'F.gelu(hidden, approximate="tanh")'),
-     "tanh approximation"),
-    ("ex04_mlp_projection", ("0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))", "hidden"), "no activation"),
+    (
+        "ex03_contrastive_loss",
+        (
+            "(F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2",
+            "F.cross_entropy(logits, targets)",
+        ),
+        "only one direction",
+    ),
+    (
+        "ex03_contrastive_loss",
+        (
+            "image = F.normalize(image_features, dim=-1)\n    text = F.normalize(text_features, "
+            "dim=-1)",
+            "image, text = image_features, text_features",
+        ),
+        "L2-normalize",
+    ),
+    (
+        "ex03_contrastive_loss",
+        ("text.T / temperature", "text.T * temperature"),
+        "Divide the similarities",
+    ),
+    (
+        "ex03_zero_shot",
+        ("similarity.argmax(dim=1)", "similarity.argmin(dim=1)"),
+        "argmax, not argmin",
+    ),
+    (
+        "ex03_zero_shot",
+        ("similarity.argmax(dim=1)", "similarity.argmax(dim=0)"),
+        "One answer per image",
+    ),
+    (
+        "ex03_recall_at_k",
+        ("similarity.topk(k, dim=1)", "similarity.topk(k + 1, dim=1)"),
+        "Off by one",
+    ),
+    (
+        "ex04_linear_projection",
+        ("features @ weight.T + bias", "features @ weight + bias"),
+        "multiply by its transpose",
+    ),
+    (
+        "ex04_linear_projection",
+        ("features @ weight.T + bias", "features @ weight.T"),
+        "Add the bias",
+    ),
+    (
+        "ex04_mlp_projection",
+        ("0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))", "torch.relu(hidden)"),
+        "That is ReLU",
+    ),
+    (
+        "ex04_mlp_projection",
+        (
+            "0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))",
+            'F.gelu(hidden, approximate="tanh")',
+        ),
+        "tanh approximation",
+    ),
+    (
+        "ex04_mlp_projection",
+        ("0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))", "hidden"),
+        "no activation",
+    ),
     ("ex04_mlp_projection", ("hidden @ w2.T + b2", "hidden @ w2.T"), "Both layers have a bias"),
-    ("ex04_parameter_count", ("first = in_dim * out_dim + out_dim", "first = in_dim * out_dim"), "has a bias too"),
-    ("ex04_parameter_count", ("second = out_dim * out_dim + out_dim", "second = in_dim * out_dim + out_dim"),
-     "maps D_lm to D_lm"),
+    (
+        "ex04_parameter_count",
+        ("first = in_dim * out_dim + out_dim", "first = in_dim * out_dim"),
+        "has a bias too",
+    ),
+    (
+        "ex04_parameter_count",
+        ("second = out_dim * out_dim + out_dim", "second = in_dim * out_dim + out_dim"),
+        "maps D_lm to D_lm",
+    ),
     ("ex04_parameter_count", ("return first + second", "return first"), "count both"),
-    ("ex05_join_inputs", ("torch.cat([image_embeds, text_embeds], dim=1)", "torch.cat([text_embeds, image_embeds], dim=1)"),
-     "image tokens come first"),
-    ("ex05_join_inputs", ("torch.ones(b, n_image, dtype=attention_mask.dtype)",
-                          "torch.zeros(b, n_image, dtype=attention_mask.dtype)"),
-     "must be attended to"),
-    ("ex05_join_inputs", ("torch.full((b, n_image), IGNORE_INDEX, dtype=labels.dtype)",
-                          "torch.zeros(b, n_image, dtype=labels.dtype)"),
-     "nothing to predict on the image"),
-    ("ex05_text_row", ("labels[len(prompt_ids) : len(sequence)] = torch.tensor([*answer_ids, eos_id])",
-                       "labels[: len(sequence)] = torch.tensor(sequence)"), "The prompt is given"),
-    ("ex05_text_row", ("labels[len(prompt_ids) : len(sequence)] = torch.tensor([*answer_ids, eos_id])",
-                       "labels[len(prompt_ids) : len(sequence) - 1] = torch.tensor(answer_ids)"), "[EOS] after the answer"),
-    ("ex05_text_row", ("labels[len(prompt_ids) : len(sequence)] =", "labels[len(prompt_ids) - 1 : len(sequence) - 1] ="),
-     "Do not shift the labels"),
-    ("ex05_text_row", ("labels[len(prompt_ids) : len(sequence)] = torch.tensor([*answer_ids, eos_id])", "pass"),
-     "Every label is -100"),
-    ("ex05_text_row", ("attention_mask = torch.zeros(length, dtype=torch.long)",
-                       "attention_mask = torch.ones(length, dtype=torch.long)"),
-     "0 on the padding"),
-    ("ex05_answer_loss", ("logits, targets = logits[:, :-1], labels[:, 1:]", "targets = labels"), "Shift first"),
-    ("ex05_answer_loss", ("per_example = (losses * counted).sum(dim=1) / counted.sum(dim=1)",
-                          "per_example = (losses * counted).sum() / counted.sum()"), "mean over all labelled tokens"),
-    ("ex05_answer_loss", ("per_example = (losses * counted).sum(dim=1) / counted.sum(dim=1)", "per_example = losses.mean(dim=1)"),
-     "labelled positions only"),
-    ("ex06_next_token_probs", ("scaled = logits / temperature", "scaled = logits * temperature"), "do not multiply"),
-    ("ex06_next_token_probs", ("scaled.topk(min(top_k, ", "scaled.topk(min(top_k + 1, "), "Off by one"),
-    ("ex06_next_token_probs", ("filtered.softmax(dim=-1)", "scaled.softmax(dim=-1) * (scaled >= kth_best)"), "Filter first"),
+    (
+        "ex05_join_inputs",
+        (
+            "torch.cat([image_embeds, text_embeds], dim=1)",
+            "torch.cat([text_embeds, image_embeds], dim=1)",
+        ),
+        "image tokens come first",
+    ),
+    (
+        "ex05_join_inputs",
+        (
+            "torch.ones(b, n_image, dtype=attention_mask.dtype)",
+            "torch.zeros(b, n_image, dtype=attention_mask.dtype)",
+        ),
+        "must be attended to",
+    ),
+    (
+        "ex05_join_inputs",
+        (
+            "torch.full((b, n_image), IGNORE_INDEX, dtype=labels.dtype)",
+            "torch.zeros(b, n_image, dtype=labels.dtype)",
+        ),
+        "nothing to predict on the image",
+    ),
+    (
+        "ex05_text_row",
+        (
+            "labels[len(prompt_ids) : len(sequence)] = torch.tensor([*answer_ids, eos_id])",
+            "labels[: len(sequence)] = torch.tensor(sequence)",
+        ),
+        "The prompt is given",
+    ),
+    (
+        "ex05_text_row",
+        (
+            "labels[len(prompt_ids) : len(sequence)] = torch.tensor([*answer_ids, eos_id])",
+            "labels[len(prompt_ids) : len(sequence) - 1] = torch.tensor(answer_ids)",
+        ),
+        "[EOS] after the answer",
+    ),
+    (
+        "ex05_text_row",
+        (
+            "labels[len(prompt_ids) : len(sequence)] =",
+            "labels[len(prompt_ids) - 1 : len(sequence) - 1] =",
+        ),
+        "Do not shift the labels",
+    ),
+    (
+        "ex05_text_row",
+        ("labels[len(prompt_ids) : len(sequence)] = torch.tensor([*answer_ids, eos_id])", "pass"),
+        "Every label is -100",
+    ),
+    (
+        "ex05_text_row",
+        (
+            "attention_mask = torch.zeros(length, dtype=torch.long)",
+            "attention_mask = torch.ones(length, dtype=torch.long)",
+        ),
+        "0 on the padding",
+    ),
+    (
+        "ex05_answer_loss",
+        ("logits, targets = logits[:, :-1], labels[:, 1:]", "targets = labels"),
+        "Shift first",
+    ),
+    (
+        "ex05_answer_loss",
+        (
+            "per_example = (losses * counted).sum(dim=1) / counted.sum(dim=1)",
+            "per_example = (losses * counted).sum() / counted.sum()",
+        ),
+        "mean over all labelled tokens",
+    ),
+    (
+        "ex05_answer_loss",
+        (
+            "per_example = (losses * counted).sum(dim=1) / counted.sum(dim=1)",
+            "per_example = losses.mean(dim=1)",
+        ),
+        "labelled positions only",
+    ),
+    (
+        "ex06_next_token_probs",
+        ("scaled = logits / temperature", "scaled = logits * temperature"),
+        "do not multiply",
+    ),
+    (
+        "ex06_next_token_probs",
+        ("scaled.topk(min(top_k, ", "scaled.topk(min(top_k + 1, "),
+        "Off by one",
+    ),
+    (
+        "ex06_next_token_probs",
+        ("filtered.softmax(dim=-1)", "scaled.softmax(dim=-1) * (scaled >= kth_best)"),
+        "Filter first",
+    ),
     ("ex06_next_token_probs", ('float("-inf")', "0.0"), "not 0"),
-    ("ex06_greedy_decode", ("if next_id == eos:", "if next_id == -1:"), "Stop after the first [EOS]"),
-    ("ex06_greedy_decode", ("new_ids.append(next_id)\n        if next_id == eos:\n            break",
-                            "if next_id == eos:\n            break\n        new_ids.append(next_id)"), "Keep the [EOS]"),
+    (
+        "ex06_greedy_decode",
+        ("if next_id == eos:", "if next_id == -1:"),
+        "Stop after the first [EOS]",
+    ),
+    (
+        "ex06_greedy_decode",
+        (
+            "new_ids.append(next_id)\n        if next_id == eos:\n            break",
+            "if next_id == eos:\n            break\n        new_ids.append(next_id)",
+        ),
+        "Keep the [EOS]",
+    ),
     ("ex06_greedy_decode", ("logits[0, -1]", "logits[0, 0]"), "*last* position"),
-    ("ex06_greedy_decode", ("range(max_new_tokens)", "range(max_new_tokens - 1)"), "max_new_tokens counts"),
-    ("ex06_greedy_decode", ("embeds = torch.cat([embeds, model.embed_text(torch.tensor([[next_id]]))], dim=1)  # (1, L + 1, D)\n"
-                            "        mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)  # (1, L + 1)", "pass"),
-     "feed each chosen token back"),
-    ("ex07_visual_qa", ("skip_special_tokens=True", "skip_special_tokens=False"), "skip_special_tokens=True"),
+    (
+        "ex06_greedy_decode",
+        ("range(max_new_tokens)", "range(max_new_tokens - 1)"),
+        "max_new_tokens counts",
+    ),
+    (
+        "ex06_greedy_decode",
+        (
+            "embeds = torch.cat([embeds, model.embed_text(torch.tensor([[next_id]]))], dim=1)  # "
+            "(1, L + 1, D)\n"
+            "        mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)  # (1, L + 1)",
+            "pass",
+        ),
+        "feed each chosen token back",
+    ),
+    (
+        "ex07_visual_qa",
+        ("skip_special_tokens=True", "skip_special_tokens=False"),
+        "skip_special_tokens=True",
+    ),
     ("ex07_visual_qa", (".strip()", ' + " "'), "strip()"),
-    ("ex07_visual_qa", ("model.prompt_ids(question)]", "model.prompt_ids(question)[1:-1]]"),
-     "The prompt is [BOS] question [EOS]"),
-    ("ex07_visual_qa", ("torch.cat([image_tokens, model.embed_text(prompt)], dim=1)",
-                        "torch.cat([model.embed_text(prompt), image_tokens], dim=1)"), "image tokens come first"),
-    ("ex07_accuracy_by_kind", ("data.normalize_question(prediction) == data.normalize_question(answer)",
-                               "prediction == answer"), "Compare normalized answers"),
-    ("ex07_accuracy_by_kind", ('for key in (kind, "all"):', "for key in (kind,):"), "under the key 'all'"),
-    ("ex07_accuracy_by_kind", ("return {key: right[key] / total[key] for key in total}",
-                               'kinds = {key: right[key] / total[key] for key in total if key != "all"}\n'
-                               '    return {**kinds, "all": sum(kinds.values()) / len(kinds)}'),
-     "not the mean of the per-kind"),
+    (
+        "ex07_visual_qa",
+        ("model.prompt_ids(question)]", "model.prompt_ids(question)[1:-1]]"),
+        "The prompt is [BOS] question [EOS]",
+    ),
+    (
+        "ex07_visual_qa",
+        (
+            "torch.cat([image_tokens, model.embed_text(prompt)], dim=1)",
+            "torch.cat([model.embed_text(prompt), image_tokens], dim=1)",
+        ),
+        "image tokens come first",
+    ),
+    (
+        "ex07_accuracy_by_kind",
+        (
+            "data.normalize_question(prediction) == data.normalize_question(answer)",
+            "prediction == answer",
+        ),
+        "Compare normalized answers",
+    ),
+    (
+        "ex07_accuracy_by_kind",
+        ('for key in (kind, "all"):', "for key in (kind,):"),
+        "under the key 'all'",
+    ),
+    (
+        "ex07_accuracy_by_kind",
+        (
+            "return {key: right[key] / total[key] for key in total}",
+            'kinds = {key: right[key] / total[key] for key in total if key != "all"}\n'
+            '    return {**kinds, "all": sum(kinds.values()) / len(kinds)}',
+        ),
+        "not the mean of the per-kind",
+    ),
     ("ex08_cls_map", ("patches = fused[0, 1:]", "patches = fused[1:, 0]"), "the [CLS] *column*"),
-    ("ex08_cls_map", ("return patches.reshape(side, side)", "return patches.reshape(side, side).T"), "Rows and columns"),
-    ("ex08_cls_map", ("fused = attentions[layer].mean(dim=0)", "fused = attentions[layer][0]"), "That is one head"),
+    (
+        "ex08_cls_map",
+        ("return patches.reshape(side, side)", "return patches.reshape(side, side).T"),
+        "Rows and columns",
+    ),
+    (
+        "ex08_cls_map",
+        ("fused = attentions[layer].mean(dim=0)", "fused = attentions[layer][0]"),
+        "That is one head",
+    ),
     ("ex08_cls_map", ("patches = fused[0, 1:]", "patches = fused[0, :-1]"), None),
-    ("ex08_rollout", ("a = 0.5 * weights + 0.5 * eye", "a = weights"), "residual connection is missing"),
+    (
+        "ex08_rollout",
+        ("a = 0.5 * weights + 0.5 * eye", "a = weights"),
+        "residual connection is missing",
+    ),
     ("ex08_rollout", ("result = a @ result", "result = result @ a"), "wrong order"),
     ("ex08_rollout", ("a = a / a.sum(dim=-1, keepdim=True)", "a = a"), "Re-normalize"),
-    ("ex08_rollout", ("fused = attentions.max(dim=1).values", "fused = attentions.mean(dim=1)"), None),
+    (
+        "ex08_rollout",
+        ("fused = attentions.max(dim=1).values", "fused = attentions.mean(dim=1)"),
+        None,
+    ),
 ]
 
 
@@ -154,7 +400,7 @@ def test_mutated_solutions_fail_with_the_right_hint(qid, edit, hint, capsys):
     assert grading.check(qid, obj) is False
     out = capsys.readouterr().out
     assert "fails visible case" in out
-    question = questions.get(qid)
+    question = question_bank.get(qid)
     results = [question.run_case(i, c, obj) for i, c in enumerate(question.visible)]
     failed = [r for r in results if r.status != "passed"]
     assert failed
@@ -166,10 +412,10 @@ def test_mutated_solutions_fail_with_the_right_hint(qid, edit, hint, capsys):
 
 
 def test_check_never_shows_the_reference_answer(capsys):
-    wrong = lambda scene: "a red circle at the top left"  # noqa: E731
+    wrong = lambda scene: "a red circle at the top left"
     grading.check("ex00_caption", wrong)
     out = capsys.readouterr().out
-    question = questions.get("ex00_caption")
+    question = question_bank.get("ex00_caption")
     for case in question.visible[1:]:
         assert question.expected(case) not in out
 
@@ -191,7 +437,7 @@ def test_a_function_that_changes_its_arguments_cannot_change_the_cases():
         vocab.clear()
         return []
 
-    question = questions.get("ex00_tokenize")
+    question = question_bank.get("ex00_tokenize")
     before = [dict(case["vocab"]) for case in question.visible]
     assert grading.check("ex00_tokenize", vandal) is False
     assert [case["vocab"] for case in question.visible] == before

@@ -1,4 +1,5 @@
-"""Metrics: VQA beside baselines, captions parsed back by object count, BLEU-4 against a hand computation."""
+"""Metrics: VQA beside baselines, captions parsed back by object count, BLEU-4 against a hand
+computation."""
 
 import math
 
@@ -27,6 +28,7 @@ def test_caption_accuracy_by_object_count():
     scenes = data.scenes("test", 30)
     right = [data.caption(s) for s in scenes]
     assert metrics.caption_accuracy(right, scenes)["all"] == 1.0
+
     def reversed_caption(scene):
         phrases = [f"{o.phrase} at the {o.position}" for o in reversed(scene.in_reading_order)]
         return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
@@ -34,27 +36,40 @@ def test_caption_accuracy_by_object_count():
     wrong_order = [reversed_caption(s) for s in scenes]
     scores = metrics.caption_accuracy(right[:10] + wrong_order[10:], scenes)
     counts = {n: sum(len(s.objects) == n for s in scenes[10:]) for n in (1, 2, 3)}
-    assert scores["all"] == pytest.approx((10 + counts[1]) / 30)  # a reversed 1-object caption is still right
+    # a reversed 1-object caption is still right
+    assert scores["all"] == pytest.approx((10 + counts[1]) / 30)
     assert set(scores) == {"all", "1 obj", "2 obj", "3 obj"}
-    assert not metrics.caption_correct("a red circle at the top left and", data.Scene.from_triples([("red", "circle", "top left")]))
-    assert metrics.caption_correct("A red circle at the top left.", data.Scene.from_triples([("red", "circle", "top left")]))
-    for malformed in ("an red circle at the top left", "a red circle at the top left, a blue square at the center",
-                      "a red circle at the top left and a blue square at the top and a red square at the left"):
+    assert not metrics.caption_correct(
+        "a red circle at the top left and", data.Scene.from_triples([("red", "circle", "top left")])
+    )
+    assert metrics.caption_correct(
+        "A red circle at the top left.", data.Scene.from_triples([("red", "circle", "top left")])
+    )
+    for malformed in (
+        "an red circle at the top left",
+        "a red circle at the top left, a blue square at the center",
+        "a red circle at the top left and a blue square at the top and a red square at the left",
+    ):
         assert data.parse_caption(malformed) is None, malformed
     with pytest.raises(ValueError, match="one caption per scene"):
         metrics.caption_accuracy(right[:3], scenes)
 
 
 def test_bleu4_matches_a_hand_computation():
-    assert metrics.bleu4(["a red circle at the top left"], ["a red circle at the top left"]) == pytest.approx(1.0)
+    assert metrics.bleu4(
+        ["a red circle at the top left"], ["a red circle at the top left"]
+    ) == pytest.approx(1.0)
     candidate = "a red circle at the left"  # 6 words
     reference = "a red circle at the top left"  # 7 words
-    # clipped precisions: 1-grams 6/6, 2-grams 4/5 (a red, red circle, circle at, at the), 3-grams 3/4, 4-grams 2/3
+    # clipped precisions: 1-grams 6/6, 2-grams 4/5 (a red, red circle, circle at, at the), 3-grams
+    # 3/4, 4-grams 2/3
     precisions = [6 / 6, 4 / 5, 3 / 4, 2 / 3]
     expected = math.exp(1 - 7 / 6) * math.exp(sum(math.log(p) for p in precisions) / 4)
     assert metrics.bleu4([candidate], [reference]) == pytest.approx(expected)
     assert metrics.bleu4(["blue square"], ["a red circle at the top left"]) == 0.0
     # several references: the closest length counts for the brevity penalty
-    assert metrics.bleu4([candidate], [[reference, "a red circle at the left"]]) == pytest.approx(1.0)
+    assert metrics.bleu4([candidate], [[reference, "a red circle at the left"]]) == pytest.approx(
+        1.0
+    )
     with pytest.raises(ValueError, match="one entry per candidate"):
         metrics.bleu4(["a"], [])

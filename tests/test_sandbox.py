@@ -1,4 +1,5 @@
-"""The sandbox that grading builds on: plain data without pickle, and hostile code that cannot escape its limits."""
+"""The sandbox that grading builds on: plain data without pickle, and hostile code that cannot
+escape its limits."""
 
 import io
 import socket
@@ -8,22 +9,35 @@ import zipfile
 import numpy as np
 import pytest
 
-from mmcourse import sandbox
-from mmcourse.sandbox import Limits
+from mmcourse.grading import question_bank, sandbox
+from mmcourse.grading.sandbox import Limits
 
 FAST = Limits(wall_seconds=20, cpu_seconds=20, memory_mb=1024, output_bytes=20_000)
 
 
 def test_plain_data_round_trips():
-    value = {"a": [1, 2.5, "x", None, True], "arr": np.arange(6, dtype=np.float32).reshape(2, 3), "nested": {"b": [[]]},
-             "nan": float("nan"), "bools": np.array([True, False])}  # fmt: skip
+    value = {
+        "a": [1, 2.5, "x", None, True],
+        "arr": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "nested": {"b": [[]]},
+        "nan": float("nan"),
+        "bools": np.array([True, False]),
+    }
     back = sandbox.decode(sandbox.encode(value))
     assert back["a"] == [1, 2.5, "x", None, True] and back["nested"] == {"b": [[]]}
     assert back["arr"].dtype == np.float32 and np.array_equal(back["arr"], value["arr"])
     assert np.isnan(back["nan"]) and back["bools"].dtype == bool
 
 
-@pytest.mark.parametrize("bad", [np.array([object()], dtype=object), {1: "int key"}, object(), [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.array([object()], dtype=object),
+        {1: "int key"},
+        object(),
+        [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+    ],
+)
 def test_anything_else_is_refused(bad):
     with pytest.raises(TypeError):
         sandbox.encode(bad)
@@ -31,7 +45,11 @@ def test_anything_else_is_refused(bad):
 
 def test_decode_never_unpickles_and_checks_the_unpacked_size():
     pickled = io.BytesIO()
-    np.savez(pickled, __json__=np.frombuffer(b'{"$array": "a0"}', dtype=np.uint8), a0=np.array([object()], dtype=object))
+    np.savez(
+        pickled,
+        __json__=np.frombuffer(b'{"$array": "a0"}', dtype=np.uint8),
+        a0=np.array([object()], dtype=object),
+    )
     with pytest.raises(ValueError, match="pickled objects, which are never loaded"):
         sandbox.decode(pickled.getvalue())
     bomb = io.BytesIO()
@@ -57,21 +75,29 @@ def run(code, limits=FAST):
 
 
 def test_a_plain_job_runs_with_a_clean_environment_and_no_course_files(bwrap):
-    done = run("import os, sys\nresult = [sorted(os.environ), os.getcwd(), os.path.exists(" + repr(str(sandbox.PACKAGE_DIR.parent / "solutions")) + ")]")
+    done = run(
+        "import os, sys\nresult = [sorted(os.environ), os.getcwd(), os.path.exists("
+        + repr(str(sandbox.PACKAGE_DIR.parent / "solutions"))
+        + ")]"
+    )
     assert done.status == "ok" and done.sandboxed
     names, cwd, solutions_visible = done.result["result"]
     assert cwd == "/work" and not solutions_visible
     assert not [n for n in names if "TOKEN" in n or "KEY" in n or n.startswith(("GITHUB", "AWS"))]
 
 
-@pytest.mark.parametrize("code, status", [
-    ("while True: pass", "timeout"),
-    ("x = bytearray(4 << 30)", "crashed"),  # MemoryError kills the job before it returns a result
-    ("import sys\nsys.exit(0)", "crashed"),
-    ("import os\nos._exit(0)", "crashed"),
-    ("import ctypes\nctypes.string_at(0)", "crashed"),
-    ("while True: print('x' * 1000)", "output limit"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "code, status",
+    [
+        ("while True: pass", "timeout"),
+        # MemoryError kills the job before it returns a result
+        ("x = bytearray(4 << 30)", "crashed"),
+        ("import sys\nsys.exit(0)", "crashed"),
+        ("import os\nos._exit(0)", "crashed"),
+        ("import ctypes\nctypes.string_at(0)", "crashed"),
+        ("while True: print('x' * 1000)", "output limit"),
+    ],
+)
 def test_hostile_code_ends_with_the_right_status(bwrap, code, status):
     done = run(code, Limits(wall_seconds=8, cpu_seconds=20, memory_mb=1024, output_bytes=20_000))
     assert done.status == status, done
@@ -84,9 +110,13 @@ def test_a_segfault_is_named(bwrap):
 
 
 def test_a_fork_bomb_is_contained(bwrap):
-    done = run("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", Limits(wall_seconds=5, processes=32))
+    done = run(
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        Limits(wall_seconds=5, processes=32),
+    )
     assert done.status in ("timeout", "crashed")
-    assert run("result = 'still fine'").result == {"result": "still fine"}  # the machine is not exhausted
+    # the machine is not exhausted
+    assert run("result = 'still fine'").result == {"result": "still fine"}
 
 
 def test_no_network_and_no_writes_outside_its_own_folder(bwrap, tmp_path):
@@ -130,19 +160,27 @@ def _accept(listener):
 
 
 def test_a_graded_question_runs_in_the_sandbox_with_its_reference_stubbed(bwrap):
-    from mmcourse import questions
 
     from test_grading import solution_cells
 
-    question = questions.get("ex03_zero_shot")
+    question = question_bank.get("ex03_zero_shot")
     setup, answer = solution_cells("ex03_zero_shot")
     cases = [{k: v for k, v in case.items()} for case in question.visible]
-    job = {"prepare": question.prepare_name, "setup": setup, "answer": answer, "name": question.name, "cases": cases,
-           "stub": ["mmcourse.contrastive.zero_shot_predict"]}  # fmt: skip
+    job = {
+        "prepare": question.prepare_name,
+        "setup": setup,
+        "answer": answer,
+        "name": question.name,
+        "cases": cases,
+        "stub": ["mmcourse.contrastive.zero_shot_predict"],
+    }
     done = sandbox.run(job, FAST)
     assert done.status == "ok", done
     for case, output in zip(cases, done.result["outputs"]):
         assert question.compare(question.expected(case), output["value"]) is None
-    cheat = answer.replace("similarity.argmax(dim=1)", "__import__('mmcourse').contrastive.zero_shot_predict(image_embeddings, class_embeddings)")
+    cheat = answer.replace(
+        "similarity.argmax(dim=1)",
+        "__import__('mmcourse').contrastive.zero_shot_predict(image_embeddings, class_embeddings)",
+    )
     done = sandbox.run({**job, "answer": cheat}, FAST)
     assert all("reference implementation" in output["error"] for output in done.result["outputs"])

@@ -30,7 +30,12 @@ def test_every_world_text_is_known(tok):
 
 
 def test_case_and_punctuation_are_normalized(tok):
-    same = ["Where is the red circle?", "where is the red circle ?", "WHERE is the Red circle!", "where is the red circle"]
+    same = [
+        "Where is the red circle?",
+        "where is the red circle ?",
+        "WHERE is the Red circle!",
+        "where is the red circle",
+    ]
     assert len({tuple(tok(t)["input_ids"]) for t in same}) == 1
 
 
@@ -49,11 +54,18 @@ def test_unknown_words_become_unk_and_are_named(tok):
 def test_round_trip_through_save_pretrained(tok, tmp_path):
     tok.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
-    for text in ["a red circle at the top left, an orange square", "How many Diamonds are there?", "zebra"]:
+    for text in [
+        "a red circle at the top left, an orange square",
+        "How many Diamonds are there?",
+        "zebra",
+    ]:
         assert loaded(text)["input_ids"] == tok(text)["input_ids"]
     assert loaded.eos_token_id == 3 and loaded.pad_token_id == 0
     batch = loaded(["a red", "where is the red circle"], padding=True, return_tensors="pt")
-    assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["attention_mask"][0, -1] == 0
+    assert (
+        batch["input_ids"].shape == batch["attention_mask"].shape
+        and batch["attention_mask"][0, -1] == 0
+    )
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,19 +1,28 @@
-"""The training loop: the loss falls well below chance, resuming gives the same weights, the schedule."""
+"""The training loop: the loss falls well below chance, resuming gives the same weights, the
+schedule."""
 
 import math
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmcourse import contrastive, train
+from mmcourse import clip
+from mmcourse.recipes import loop, shapes_clip
 
 
 def nano_recipe(steps, batch_size=64):
-    return train.ClipRecipe(
-        model=contrastive.PRESETS["nano"],
-        train=train.TrainConfig(steps=steps, batch_size=batch_size, lr=2e-3, warmup_steps=10, eval_every=10**9,
-                                save_every=10),
-    )  # fmt: skip
+    return shapes_clip.ClipRecipe(
+        model=clip.PRESETS["nano"],
+        train=loop.TrainConfig(
+            steps=steps,
+            batch_size=batch_size,
+            lr=2e-3,
+            warmup_steps=10,
+            eval_every=10**9,
+            save_every=10,
+        ),
+    )
 
 
 def test_smoke_training_falls_clearly_below_chance(tmp_path):
@@ -21,7 +30,7 @@ def test_smoke_training_falls_clearly_below_chance(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model, result = train.train_clip(tmp_path / "run", recipe, progress=False)
+        model, result = shapes_clip.train_clip(tmp_path / "run", recipe, progress=False)
         assert torch.get_num_threads() == 1  # the caller's setting is restored
     finally:
         torch.set_num_threads(threads)
@@ -37,10 +46,10 @@ def test_smoke_training_falls_clearly_below_chance(tmp_path):
 
 def test_resuming_gives_the_same_weights(tmp_path):
     recipe = nano_recipe(20, batch_size=16)
-    train.train_clip(tmp_path / "straight", recipe, progress=False)
-    paused = train.train_clip(tmp_path / "paused", recipe, progress=False, stop_at=13)[1]
+    shapes_clip.train_clip(tmp_path / "straight", recipe, progress=False)
+    paused = shapes_clip.train_clip(tmp_path / "paused", recipe, progress=False, stop_at=13)[1]
     assert paused.steps == 13 and len(paused.history) == 13
-    resumed = train.train_clip(tmp_path / "paused", recipe, progress=False)[1]
+    resumed = shapes_clip.train_clip(tmp_path / "paused", recipe, progress=False)[1]
     assert [r["step"] for r in resumed.history] == list(range(1, 21))
     a = load_file(tmp_path / "straight" / "last" / "model.safetensors")
     b = load_file(tmp_path / "paused" / "last" / "model.safetensors")
@@ -50,14 +59,14 @@ def test_resuming_gives_the_same_weights(tmp_path):
 
 
 def test_a_run_folder_of_another_recipe_is_refused(tmp_path):
-    train.train_clip(tmp_path / "run", nano_recipe(2, batch_size=8), progress=False)
+    shapes_clip.train_clip(tmp_path / "run", nano_recipe(2, batch_size=8), progress=False)
     with pytest.raises(ValueError, match="another recipe"):
-        train.train_clip(tmp_path / "run", nano_recipe(3, batch_size=8), progress=False)
+        shapes_clip.train_clip(tmp_path / "run", nano_recipe(3, batch_size=8), progress=False)
 
 
 def test_warmup_then_cosine():
-    config = train.TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
-    factors = [train.lr_factor(s, config) for s in range(100)]
+    config = loop.TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    factors = [loop.lr_factor(s, config) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
     assert factors[-1] == pytest.approx(0.1, abs=0.01)

@@ -21,7 +21,9 @@ def test_device_override(monkeypatch):
     assert utils.get_device() == torch.device("cpu")
 
 
-@pytest.mark.parametrize("value, words", [("gpu0", "not a device name"), ("cuda:3", "does not have")])
+@pytest.mark.parametrize(
+    "value, words", [("gpu0", "not a device name"), ("cuda:3", "does not have")]
+)
 def test_bad_device_override_is_a_clear_error(monkeypatch, value, words):
     monkeypatch.setenv(utils.DEVICE_ENV, value)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -46,7 +48,11 @@ def test_check_shape_accepts_matching_shapes():
     [
         ((2, 50, 768), ("B", 49, 768), r"dimension 1 should be 49, got 50"),
         ((2, 49), ("B", 49, 768), r"should have 3 dimensions \(B, 49, 768\), got 2"),
-        ((2, 3, 4), (None, "N", "N"), r"dimension 2 \(N\) is 4, but dimension 1 is also N and is 3"),
+        (
+            (2, 3, 4),
+            (None, "N", "N"),
+            r"dimension 2 \(N\) is 4, but dimension 1 is also N and is 3",
+        ),
     ],
 )
 def test_check_shape_names_the_wrong_dimension(shape, expected, message):

@@ -1,4 +1,5 @@
-"""VisionEncoder: the tutorial's API on the course CLIP and on a ViT-B/32-layout folder; inputs of any kind."""
+"""VisionEncoder: the tutorial's API on the course CLIP and on a ViT-B/32-layout folder; inputs of
+any kind."""
 
 import numpy as np
 import pytest
@@ -32,7 +33,9 @@ def test_shapes_of_features(encoder):
 def test_matches_the_hugging_face_model(encoder, nano_clip_folder):
     images = [data.random_scene(i).render() for i in range(2)]
     model = CLIPVisionModel.from_pretrained(nano_clip_folder).eval()
-    pixels = CLIPImageProcessor.from_pretrained(nano_clip_folder)(images=images, return_tensors="pt")["pixel_values"]
+    pixels = CLIPImageProcessor.from_pretrained(nano_clip_folder)(
+        images=images, return_tensors="pt"
+    )["pixel_values"]
     with torch.no_grad():
         reference = model(pixel_values=pixels)
     ours = encoder.extract_features(images)
@@ -52,7 +55,9 @@ def test_penultimate_layer(nano_clip_folder):
     image = data.random_scene(1).render()
     model = CLIPVisionModel.from_pretrained(nano_clip_folder).eval()
     with torch.no_grad():
-        states = model(pixel_values=encoder.preprocess(image), output_hidden_states=True).hidden_states
+        states = model(
+            pixel_values=encoder.preprocess(image), output_hidden_states=True
+        ).hidden_states
     torch.testing.assert_close(encoder.extract_features(image)["last_hidden_state"], states[-2])
     with pytest.raises(ValueError, match="layer must be an int in"):
         vision.VisionEncoder(str(nano_clip_folder), layer=7)
@@ -74,11 +79,13 @@ def test_any_image_mode_is_converted(encoder):
         torch.testing.assert_close(encoder.preprocess(image), reference, atol=1e-2, rtol=0)
     gray = encoder.preprocess(rgb.convert("L"))
     assert gray.shape == reference.shape
-    sixteen = Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257))
+    sixteen = Image.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16) * 257)
     assert sixteen.mode.startswith("I")
     torch.testing.assert_close(encoder.preprocess(sixteen), gray, atol=1e-2, rtol=0)
     transparent = Image.new("RGBA", (72, 72), (0, 0, 0, 0))
-    assert torch.allclose(encoder.preprocess(transparent), encoder.preprocess(Image.new("RGB", (72, 72), "white")))
+    assert torch.allclose(
+        encoder.preprocess(transparent), encoder.preprocess(Image.new("RGB", (72, 72), "white"))
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,7 +108,9 @@ def test_unusable_images_are_clear_errors(encoder, image, message):
 
 def test_works_unchanged_on_a_vit_b32_folder(vit_b32_folder):
     encoder = vision.VisionEncoder(str(vit_b32_folder), device="cpu")
-    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    photo = Image.fromarray(
+        np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    )
     assert encoder.preprocess(photo).shape == (1, 3, 224, 224)
     features = encoder.extract_features([photo, data.random_scene(0).render()])
     assert features["pooled_output"].shape == (2, 768)
