@@ -25,6 +25,28 @@ def need_system(what: str, found: bool, install: str) -> None:
     pytest.skip(message)
 
 
+#: Notebooks over about 15 s under nbval on 2 cores (benchmarks/course_runtime.py measures them all):
+#: `make quick` leaves them to `make test`.
+SLOW_NOTEBOOKS = {
+    "03_contrastive_learning.ipynb",
+    "06_captioning_and_decoding.ipynb",
+    "07_visual_question_answering.ipynb",
+    "08_attention.ipynb",
+}
+#: Fixtures whose tests start a browser or a sandboxed process per case.
+SLOW_FIXTURES = {"chromium", "bwrap"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier is everything not marked `slow`: mark the costly notebooks, browser and sandbox."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if (path.suffix == ".ipynb" and path.name in SLOW_NOTEBOOKS) or SLOW_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def chromium() -> str:
     path = next((p for p in CHROMIUM_PATHS if Path(p).exists()), None) or shutil.which("chromium")

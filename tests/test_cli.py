@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
 from conftest import ROOT, free_port, jupyter_env, lab_server_args, wait_for_server
 
 
@@ -23,12 +24,14 @@ def test_console_script_is_installed():
     assert done.returncode == 0 and "release" in done.stdout and "doctor" in done.stdout
 
 
+@pytest.mark.slow
 def test_doctor_passes_here():
     done = run("doctor")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok   torch" in done.stdout and "Ready" in done.stdout
 
 
+@pytest.mark.slow
 def test_doctor_names_a_missing_package(tmp_path):
     (tmp_path / "transformers.py").write_text(
         "raise ImportError('simulated: transformers is not installed')\n"
@@ -48,10 +51,12 @@ def test_unknown_command_is_a_usage_error():
     assert done.returncode == 2 and "invalid choice" in done.stderr
 
 
+@pytest.mark.slow
 def test_lab_opens_jupyterlab_at_lesson_00(tmp_path):
     port, token = free_port(), "mmcourse-test"
     process = subprocess.Popen(
-        [sys.executable, "-m", "mmcourse", "lab", "--here", "--", *lab_server_args(port, token)],
+        # without --allow-root: as root (a container, CI) `mmcourse lab` must add it by itself
+        [sys.executable, "-m", "mmcourse", "lab", "--here", "--", *without_allow_root(port, token)],
         cwd=ROOT,
         env=jupyter_env(tmp_path),
         stdout=subprocess.PIPE,
@@ -73,8 +78,24 @@ def test_lab_opens_jupyterlab_at_lesson_00(tmp_path):
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert "Opening the course at notebooks/00_welcome.ipynb" in output
+    assert ("You are root" in output) == (os.geteuid() == 0)
 
 
+def without_allow_root(port, token):
+    return [arg for arg in lab_server_args(port, token) if arg != "--allow-root"]
+
+
+def test_lab_allows_root_only_as_root_and_says_so():
+    from mmcourse.course import cli
+
+    as_root = cli.lab_command("python", ["--port=9"], as_root=True)
+    assert "--allow-root" in as_root and as_root[-1] == "--port=9"
+    assert "--allow-root" not in cli.lab_command("python", [], as_root=False)
+    assert cli.lab_command("python", ["--allow-root"], as_root=True).count("--allow-root") == 1
+    assert "--allow-root" in cli.ROOT_NOTE and "ordinary user" in cli.ROOT_NOTE
+
+
+@pytest.mark.slow
 def test_eval_clip_prints_the_metrics_table():
     done = run("eval", "clip", "--n", "40", "--start", "123")
     assert done.returncode == 0, done.stderr
@@ -88,6 +109,7 @@ def test_eval_clip_prints_the_metrics_table():
         assert metric in done.stdout
 
 
+@pytest.mark.slow
 def test_eval_of_an_unknown_model_is_one_clear_error():
     done = run("eval", "clip", "nobody/no-such-clip", env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 2
@@ -95,6 +117,7 @@ def test_eval_of_an_unknown_model_is_one_clear_error():
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_eval_vlm_prints_the_metrics_table(tmp_path, nano_clip_folder):
     from test_vlm import tiny_llama
     from transformers import CLIPImageProcessor, CLIPVisionModel

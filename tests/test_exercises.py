@@ -8,6 +8,8 @@ from nbclient import NotebookClient
 
 from mmcourse.grading import question_bank
 
+pytestmark = pytest.mark.slow  # each exercise notebook runs in a kernel
+
 EXERCISES = sorted((ROOT / "exercises").glob("ex*.ipynb"))
 
 

@@ -433,13 +433,16 @@ def test_a_mutated_solution_loses_exactly_the_points_of_the_question_it_breaks(
     (cell,) = [c for c in book.cells if qid in c.metadata.get("tags", [])]
     assert edit[0] in cell.source
     cell.source = cell.source.replace(*edit)
-    path = tmp_path / source.name
-    nbformat.write(book, path)
+    asked = [q.qid for q in question_bank.for_exercise(exercise)]
+    mutated = grade.answer_cells(book, asked)
+    solution = grade.answer_cells(nbformat.read(source, as_version=4), asked)
+    # each question is graded from its own answer cell alone (with the reference's other cells), and
+    # only this one changed: the others grade as the solution's (see test_every_solution_...)
+    assert {q for q in asked if mutated[q] != solution[q]} == {qid}
     settings = grade.Settings(limits=sandbox.Limits(wall_seconds=120), hidden=3, seed=11)
-    result = grade.grade_submission(path, settings, REFERENCES)
-    lost = {q.qid: q.max_points - q.points for q in result.questions if q.points != q.max_points}
-    assert lost == {qid: question_bank.get(qid).points}, [
-        (q.qid, q.status, q.feedback) for q in result.questions
-    ]
+    reference = nbformat.read(REFERENCES[exercise], as_version=4)
+    question = question_bank.get(qid)
+    result, sandboxed = grade.grade_question(question, reference, mutated[qid], settings)
+    assert sandboxed and result.points == 0 and result.max_points == question.points, result
     # a KeyError is an error
-    assert next(q for q in result.questions if q.qid == qid).status in ("failed", "error")
+    assert result.status in ("failed", "error"), result

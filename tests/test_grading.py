@@ -44,7 +44,7 @@ def test_solutions_pass_check_and_hidden_cases(qid, capsys):
     assert grading.check(qid, obj) is True
     assert "passes all" in capsys.readouterr().out
     question = question_bank.get(qid)
-    for i, case in enumerate(question.hidden_cases(seed=2026, n=60)):
+    for i, case in enumerate(question.hidden_cases(seed=2026, n=10)):
         assert question.run_case(i, case, obj).status == "passed", case
 
 
@@ -450,7 +450,7 @@ def test_unknown_question_lists_the_known_ones():
 
 def test_check_shows_html_in_a_notebook(monkeypatch):
     shown = []
-    monkeypatch.setattr(grading, "_in_notebook", lambda: True)
+    monkeypatch.setattr(grading.checker, "_in_notebook", lambda: True)
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
     grading.check("ex00_caption", lambda scene: "<b>x</b>")
     assert "&lt;b&gt;x&lt;/b&gt;" in shown[0].data and "<table>" in shown[0].data
@@ -489,3 +489,33 @@ def test_close_comparison_on_tensors_and_nan():
     assert "expected a number" in close(1.0, "1.0")
     assert close(1.0, 1) is None
     assert "expected a bool" in Exact()(True, 1)
+
+
+# --- the question bank: built explicitly; private variants scoped to one grading run --------------
+
+
+def test_the_bank_is_the_exercise_modules_questions():
+    bank = question_bank.builtin()
+    assert question_bank.declared_ids() == sorted(bank)  # what release reads without importing them
+    exercises = sorted(p.name[:4] for p in (ROOT / "solutions").glob("ex*.ipynb"))
+    assert list(question_bank.EXERCISES) == exercises
+    assert {q.exercise for q in bank.values()} == set(exercises)
+
+
+def test_private_questions_make_a_new_bank_and_leave_the_built_ins_alone(tmp_path):
+    built_in = question_bank.get("ex03_recall_at_k")
+    (tmp_path / "variant.py").write_text(
+        "import dataclasses\nfrom mmcourse.grading import question_bank\n"
+        "base = question_bank.get('ex03_recall_at_k')\n"
+        "question_bank.register(dataclasses.replace(base, points=9))\n"
+    )
+    bank, added = question_bank.load_private(tmp_path)
+    assert [q.qid for q in added] == ["ex03_recall_at_k"] and bank.get(
+        "ex03_recall_at_k"
+    ).points == 9
+    assert question_bank.get("ex03_recall_at_k") is built_in and built_in.points != 9
+    assert len(bank) == len(question_bank.builtin())
+    with pytest.raises(RuntimeError, match="while `mmcourse grade --questions DIR` reads DIR"):
+        question_bank.register(built_in)
+    with pytest.raises(ValueError, match="not a folder"):
+        question_bank.load_private(tmp_path / "variant.py")

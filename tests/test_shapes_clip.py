@@ -10,6 +10,8 @@ from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel, CLIPVisio
 from mmcourse import checkpoints, clip, data
 from mmcourse.tokenizer import build_tokenizer
 
+pytestmark = pytest.mark.slow  # the card's metrics, measured again on fresh scenes
+
 FRESH_START = (
     500_000  # far from the card's evaluation scenes (start 0); the test split is never trained on
 )

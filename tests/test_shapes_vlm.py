@@ -16,6 +16,8 @@ from transformers import (
 
 from mmcourse import checkpoints, data, metrics, vlm
 
+pytestmark = pytest.mark.slow  # the card's metrics, measured again on fresh scenes
+
 FRESH_START = (
     500_000  # far from the card's evaluation scenes (start 0); the test split is never trained on
 )

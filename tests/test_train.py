@@ -25,6 +25,7 @@ def nano_recipe(steps, batch_size=64):
     )
 
 
+@pytest.mark.slow
 def test_smoke_training_falls_clearly_below_chance(tmp_path):
     recipe = nano_recipe(100)
     threads = torch.get_num_threads()
@@ -44,6 +45,7 @@ def test_smoke_training_falls_clearly_below_chance(tmp_path):
         assert (folder / name).is_file()
 
 
+@pytest.mark.slow
 def test_resuming_gives_the_same_weights(tmp_path):
     recipe = nano_recipe(20, batch_size=16)
     shapes_clip.train_clip(tmp_path / "straight", recipe, progress=False)

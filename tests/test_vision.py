@@ -129,3 +129,46 @@ def test_patchify_matches_the_patch_embedding(nano_clip_folder):
     torch.testing.assert_close(by_hand, reference, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="does not split"):
         vision.patchify(torch.zeros(1, 3, 70, 70), 8)
+
+
+# --- the one way an image becomes pixel values ---------------------------------------------------
+
+
+def test_pixel_values_fast_path_equals_the_processor(encoder):
+    scenes = [data.random_scene(seed) for seed in range(4)]
+    through_processor = vision.pixel_values([s.render() for s in scenes], encoder.processor)
+    fast = vision.pixel_values(data.render_batch(scenes), encoder.processor)  # uint8 (B, 3, 72, 72)
+    torch.testing.assert_close(fast, through_processor, rtol=0, atol=1e-5)
+    without_processor = vision.pixel_values([s.render() for s in scenes], image_size=72)
+    torch.testing.assert_close(without_processor, through_processor, rtol=0, atol=1e-5)
+    assert torch.equal(encoder.preprocess([s.render() for s in scenes]).cpu(), through_processor)
+
+
+def test_pixel_values_pass_through_and_clear_errors():
+    pixels = torch.randn(3, 72, 72)
+    assert torch.equal(vision.pixel_values(pixels), pixels[None])  # already pixel values
+    with pytest.raises(ValueError, match=r"must be \(3, H, W\) or \(B, 3, H, W\)"):
+        vision.pixel_values(torch.randn(72, 72))
+    with pytest.raises(ValueError, match="no images"):
+        vision.pixel_values([])
+    with pytest.raises(ValueError, match="is 120x80 px but the model reads 72x72.*processor"):
+        vision.pixel_values(Image.new("RGB", (120, 80)), image_size=72)
+    # a uint8 batch of another size goes through the processor, image by image
+    other = data.render_batch([data.random_scene(0)], size=96)
+    resized = vision.pixel_values(other, vision.default_processor(72), image_size=72)
+    assert resized.shape == (1, 3, 72, 72)
+
+
+def test_model_view_is_the_picture_the_tower_reads(encoder):
+    scene = data.random_scene(5).render()
+    assert vision.model_view(scene, encoder.processor).tobytes() == scene.tobytes()
+    wide = Image.new("RGB", (144, 72), (0, 114, 178))
+    wide.paste(
+        (213, 94, 0), (0, 0, 36, 72)
+    )  # a red band at the left, cropped away by CLIP's processor
+    seen = vision.model_view(wide, encoder.processor)
+    assert seen.size == (72, 72) and seen.getpixel((0, 36)) == (0, 114, 178)
+    pixels = vision.pixel_values(seen, encoder.processor)
+    torch.testing.assert_close(
+        pixels, vision.pixel_values(wide, encoder.processor), atol=2e-2, rtol=0
+    )

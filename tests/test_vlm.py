@@ -309,6 +309,7 @@ def test_sequence_table_and_answer_logprobs(model):
     assert scores.shape == (2,) and (scores < 0).all()
 
 
+@pytest.mark.slow
 def test_vlm_training_smoke(tmp_path):
     """A few steps of the shipped recipe on a tiny LM: the loss falls from chance, and training
     resumes."""

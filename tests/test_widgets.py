@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import CLIPModel
 
-from mmcourse import attention, data, utils, widgets
+from mmcourse import attention, data, widgets
 from mmcourse import clip as clip_library  # `clip` is the fixture: the shipped model
 
 SIZE = widgets.DISPLAY_SIZE
@@ -578,30 +578,3 @@ def test_digest_tells_layers_apart(clip):
     assert widgets.digest_matches(widgets.map_digest(last), last)
     assert not widgets.digest_matches(widgets.map_digest(last), other)
     assert not widgets.digest_matches(widgets.map_digest(other), last)
-
-
-# --- devices
-# -------------------------------------------------------------------------------------------------
-
-
-def test_widgets_run_on_the_best_device(clip, clip_tokenizer):
-    """The model stays on its device; maps come back to the CPU (CPU only here: no hard error, same
-    maps)."""
-    device = utils.get_device()
-    explorer = widgets.AttentionExplorer("shapes-clip", seed=3)  # a name: loaded onto get_device()
-    assert next(explorer.tower.parameters()).device.type == device.type
-    assert explorer.last_map.device.type == "cpu"
-    assert_shows(explorer, attention.cls_map(attention.vision_attentions(clip, explorer.source)))
-    text_map = widgets.TextPatchMap("shapes-clip", seed=11)
-    assert text_map.last_map.device.type == "cpu"
-    text_map.phrase.value = "blue square"
-    expected = attention.text_patch_similarity(clip, clip_tokenizer, text_map.source, "blue square")
-    torch.testing.assert_close(text_map.last_map, expected, rtol=0, atol=1e-4)
-
-
-def test_cross_modal_on_the_best_device():
-    looking = widgets.CrossModalAttention("shapes-vlm-patches", seed=5)
-    assert looking.model.device.type == utils.get_device().type
-    assert looking.last_map.device.type == "cpu" and looking.last_map.shape == (3, 3)
-    looking.layer.value = 0
-    assert looking.digest.value == widgets.map_digest(looking.last_map)
