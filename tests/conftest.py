@@ -25,8 +25,8 @@ def need_system(what: str, found: bool, install: str) -> None:
     pytest.skip(message)
 
 
-#: Notebooks over about 15 s under nbval on 2 cores (benchmarks/course_runtime.py measures them all):
-#: `make quick` leaves them to `make test`.
+#: Notebooks over about 15 s under nbval on 2 cores (benchmarks/course_runtime.py measures them
+#: all): `make quick` leaves them to `make test`.
 SLOW_NOTEBOOKS = {
     "03_contrastive_learning.ipynb",
     "06_captioning_and_decoding.ipynb",
