@@ -38,7 +38,7 @@ SLOW_FIXTURES = {"chromium", "bwrap"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """The fast tier is everything not marked `slow`: mark the costly notebooks, browser and sandbox."""
+    """The fast tier is what is not marked `slow`: costly notebooks, browser and sandbox tests."""
     for item in items:
         path = Path(str(item.fspath))
         if (path.suffix == ".ipynb" and path.name in SLOW_NOTEBOOKS) or SLOW_FIXTURES & set(
