@@ -17,6 +17,20 @@ import os
 import stat
 from pathlib import Path
 
+__all__ = [
+    "MANIFEST",
+    "WEIGHTS_DIR",
+    "CheckpointError",
+    "from_pretrained",
+    "path",
+    "quiet_transformers",
+    "resolve",
+    "sha256",
+    "shipped",
+    "verify",
+    "write_manifest",
+]
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = ["KINDS", "check_fits", "make_projector", "parameter_count", "pixel_shuffle"]
+
 KINDS = ("linear", "mlp")
 
 

@@ -27,6 +27,17 @@ from transformers import PreTrainedTokenizerFast
 
 from . import data
 
+__all__ = [
+    "MODEL_MAX_LENGTH",
+    "SPECIAL_TOKENS",
+    "VOCAB",
+    "build_tokenizer",
+    "from_vocab",
+    "normalize",
+    "unknown_words",
+    "words",
+]
+
 PAD, BOS, UNK, EOS = "[PAD]", "[BOS]", "[UNK]", "[EOS]"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, UNK, EOS)
 # : Longer than any caption, question or answer of the shapes world (a 3-object caption is 25

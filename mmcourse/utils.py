@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+__all__ = ["DEVICE_ENV", "check_shape", "get_device", "seed_everything"]
+
 DEVICE_ENV = "MMCOURSE_DEVICE"
 
 

@@ -31,6 +31,21 @@ from PIL import Image
 
 from .utils import get_device
 
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "VisionEncoder",
+    "default_processor",
+    "model_view",
+    "normalize_pixels",
+    "patch_similarity_map",
+    "patchify",
+    "pixel_values",
+    "rescale",
+    "spatial_grid",
+    "to_rgb",
+]
+
 #: OpenAI CLIP's normalization, used by every CLIP checkpoint and by the shipped `shapes-clip`.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -15,6 +15,10 @@ from mmcourse.recipes import loop, registry, shapes_clip, shapes_vlm, ship
 from mmcourse.tokenizer import build_tokenizer
 
 INTERFACE = ("default", "train", "load", "measure", "report", "card_fields", "CARD", "CURVE_METRIC")
+HAND_NOTE = (
+    " (the machine was shared with\n  other work during this run; uncontended, a step of batch 128 "
+    "takes about 0.6 s, so about 20 min)"
+)
 SHARED_FIELDS = {
     "name",
     "recipe",
@@ -94,6 +98,8 @@ def test_ship_renders_the_card_the_shipped_checkpoint_carries(name):
     }
     for new, old in renamed.items():
         card = card.replace(new, old)
+    # a maintainer's note added by hand to the shapes-clip card after shipping
+    shipped = shipped.replace(HAND_NOTE, "")
     assert card == shipped
 
 
@@ -104,10 +110,10 @@ def test_the_clip_recipe_trains_with_the_lessons_loss():
     torch.manual_seed(0)
     model = clip.build_clip(recipe.model)
     calls = []
+    lesson_loss = contrastive.clip_loss
 
     def spy(*args, **kwargs):
-        calls.append((args, kwargs))
-        calls[-1] += (contrastive.clip_loss(*args, **kwargs),)
+        calls.append((args, kwargs, lesson_loss(*args, **kwargs)))
         return calls[-1][-1]
 
     with mock.patch.object(contrastive, "clip_loss", side_effect=spy):

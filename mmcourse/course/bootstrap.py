@@ -15,6 +15,8 @@ import sys
 import venv
 from pathlib import Path
 
+__all__ = ["ROOT", "STAMP_NAME", "VENV", "ensure_venv", "in_course_venv", "main", "venv_python"]
+
 ROOT = Path(__file__).resolve().parents[2]  # the course clone: mmcourse/course/bootstrap.py -> ./
 VENV = ROOT / ".venv"
 STAMP_NAME = ".mmcourse-installed"

@@ -14,6 +14,8 @@ import sys
 
 from . import bootstrap
 
+__all__ = ["FIRST_NOTEBOOK", "ROOT_NOTE", "build_parser", "lab_command", "main", "running_as_root"]
+
 FIRST_NOTEBOOK = "notebooks/00_welcome.ipynb"
 
 

@@ -12,6 +12,8 @@ import platform
 import sys
 from dataclasses import dataclass
 
+__all__ = ["OPTIONAL", "REQUIRED", "Finding", "main", "run"]
+
 #: distribution -> the module to import; the course cannot run without these.
 REQUIRED = {
     "torch": "torch",

@@ -24,6 +24,21 @@ import nbformat
 
 from ..grading import question_bank
 
+__all__ = [
+    "ANSWER_PLACEHOLDER",
+    "WORKSPACE_ENV",
+    "ReleaseError",
+    "ReleasePlan",
+    "course_root",
+    "exercise_names",
+    "plan",
+    "read_notebook",
+    "release",
+    "release_notebook",
+    "start",
+    "workspace_dir",
+]
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 ANSWER_PLACEHOLDER = "YOUR ANSWER HERE"
 WORKSPACE_ENV = "MMCOURSE_WORKSPACE"

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from . import question_bank
 from .judging import CaseResult, Question
 
+__all__ = ["check", "run_visible"]
+
 _ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "not written": "✏️"}
 
 

@@ -45,6 +45,33 @@ from . import question_bank, sandbox
 from .judging import Question
 from .question_bank import QuestionBank
 
+__all__ = [
+    "FORMULA_START",
+    "MAX_NOTEBOOK_BYTES",
+    "STATUSES",
+    "QuestionGrade",
+    "Settings",
+    "SubmissionGrade",
+    "answer_cells",
+    "class_seed",
+    "collect",
+    "default_references",
+    "digest",
+    "exercise_of",
+    "feedback_text",
+    "grade_all",
+    "grade_question",
+    "grade_submission",
+    "read_submission",
+    "reference_setup",
+    "result_path",
+    "safe_name",
+    "shard",
+    "uses_reference",
+    "write_csv",
+    "write_result",
+]
+
 STATUSES = ("passed", "failed", "error", "timeout", "crashed", "missing")
 MAX_NOTEBOOK_BYTES = 20_000_000
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

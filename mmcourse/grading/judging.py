@@ -27,6 +27,18 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "Case",
+    "CaseResult",
+    "Close",
+    "Exact",
+    "Hint",
+    "Question",
+    "as_given",
+    "as_tensors",
+    "to_plain",
+]
+
 Case = dict[str, Any]
 
 

@@ -36,6 +36,19 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "MAX_DEPTH",
+    "PACKAGE_DIR",
+    "SKELETON",
+    "Limits",
+    "Run",
+    "SandboxError",
+    "bubblewrap",
+    "decode",
+    "encode",
+    "run",
+]
+
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the whole mmcourse package, read-only
 SKELETON = "__json__"
 MAX_DEPTH = 32

@@ -19,6 +19,8 @@ import io
 import os
 import sys
 
+__all__ = ["main"]
+
 
 def _stub(dotted: str) -> None:
     """Replace the library object `dotted` (a function, a class, or a method:

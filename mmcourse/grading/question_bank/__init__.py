@@ -159,3 +159,9 @@ def declared_ids(exercise: str | None = None) -> list[str]:
                     if keyword.arg == "qid" and isinstance(keyword.value, ast.Constant):
                         ids.append(keyword.value.value)
     return sorted(ids)
+
+
+def __getattr__(name: str):
+    if name in EXERCISES:  # `question_bank.ex03`, loaded on first use like the other packages' parts
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

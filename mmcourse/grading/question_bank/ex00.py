@@ -9,6 +9,8 @@ import re
 from ... import data, tokenizer
 from ..judging import Hint, Question
 
+__all__ = ["QUESTIONS"]
+
 # --- ex00_caption
 # ------------------------------------------------------------------------------------
 

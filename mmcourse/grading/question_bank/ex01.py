@@ -10,6 +10,8 @@ import torch
 from ... import data, vision
 from ..judging import Close, Hint, Question, as_tensors
 
+__all__ = ["QUESTIONS"]
+
 
 def _preprocess_reference(image: torch.Tensor) -> torch.Tensor:
     return vision.pixel_values(image[None])[0]  # (3, H, W)

@@ -10,6 +10,8 @@ import torch
 from ... import vision
 from ..judging import Close, Hint, Question, as_tensors
 
+__all__ = ["QUESTIONS"]
+
 
 def _hidden_case(seed: int, batch: int, side: int, width: int) -> dict:
     values = (

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from ... import contrastive
 from ..judging import Close, Exact, Hint, Question, as_tensors
 
+__all__ = ["QUESTIONS"]
+
 
 def _features(seed: int, batch: int, width: int, temperature: float = 0.07) -> dict:
     rng = np.random.default_rng(seed)

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from ... import projection
 from ..judging import Close, Exact, Hint, Question, as_tensors
 
+__all__ = ["QUESTIONS"]
+
 # --- shared: weights loaded into the library's own modules
 # ----------------------------------------------
 

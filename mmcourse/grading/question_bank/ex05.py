@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from ... import tokenizer, vlm
 from ..judging import Close, Exact, Hint, Question, as_tensors
 
+__all__ = ["QUESTIONS"]
+
 IGNORE = vlm.IGNORE_INDEX
 
 # --- ex05_join_inputs

@@ -11,6 +11,8 @@ import torch
 from ... import data, vlm
 from ..judging import Close, Exact, Hint, Question, as_tensors
 
+__all__ = ["QUESTIONS"]
+
 # the VLM the decoding cases run on (loaded once, on the CPU, on first use)
 MODEL = "shapes-vlm-patches"
 

@@ -12,6 +12,8 @@ from ... import data, vlm
 from ..judging import Close, Hint, Question
 from .ex06 import image_array, load_model
 
+__all__ = ["QUESTIONS"]
+
 # the VLM the questions are asked to (loaded once, on the CPU, on first use)
 MODEL = "shapes-vlm-patches"
 

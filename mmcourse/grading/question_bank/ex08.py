@@ -11,6 +11,8 @@ import torch
 from ... import attention
 from ..judging import Close, Hint, Question, as_tensors
 
+__all__ = ["QUESTIONS"]
+
 # --- shared: random attention tensors whose rows are distributions
 # -------------------------------------------
 
