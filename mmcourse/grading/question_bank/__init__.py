@@ -162,6 +162,6 @@ def declared_ids(exercise: str | None = None) -> list[str]:
 
 
 def __getattr__(name: str):
-    if name in EXERCISES:  # `question_bank.ex03`, loaded on first use like the other packages' parts
+    if name in EXERCISES:  # `question_bank.ex03`, loaded on first use like the other parts
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
