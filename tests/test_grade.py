@@ -423,7 +423,7 @@ def test_two_students_handing_in_the_same_file_are_two_rows(bwrap, tmp_path):
     assert names == ["alice__ex03_contrastive", "bob__ex03_contrastive"]
 
 
-#: One plausible bug per question goes through the sandboxed grader; test_grading asserts every
+#: One plausible bug per question goes through the sandboxed grader; test_grading asserts all of
 #: MUTATIONS in-process, with the same judge on the same hidden cases.
 ONE_PER_QUESTION = list({m[0]: m for m in reversed(MUTATIONS)}.values())
 
