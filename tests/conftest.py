@@ -25,13 +25,17 @@ def need_system(what: str, found: bool, install: str) -> None:
     pytest.skip(message)
 
 
-#: Notebooks over about 15 s under nbval on 2 cores (benchmarks/course_runtime.py measures them
+#: Notebooks over about 10 s under nbval on 2 cores (benchmarks/course_runtime.py measures them
 #: all): `make quick` leaves them to `make test`.
 SLOW_NOTEBOOKS = {
+    "01_clip_vision_encoder.ipynb",
     "03_contrastive_learning.ipynb",
+    "05_assembling_the_model.ipynb",
     "06_captioning_and_decoding.ipynb",
     "07_visual_question_answering.ipynb",
     "08_attention.ipynb",
+    "ex06_decoding.ipynb",
+    "ex07_vqa.ipynb",
 }
 #: Fixtures whose tests start a browser or a sandboxed process per case.
 SLOW_FIXTURES = {"chromium", "bwrap"}
