@@ -16,11 +16,10 @@ for the shipped tiny models. Prints Markdown tables:
 2. **Browser side**: JupyterLab on loopback (as tests/test_browser.py starts it), Debian's Chromium
   driven by
    Playwright, a notebook showing `AttentionExplorer("shapes-clip")`. First render: run-all to the
-   image on screen
-   (kernel imports and model load included). Then the layer slider moved by the keyboard `--presses`
-   times (default 20); in the page (performance.now()) the time from the keydown to the digest text
-   changing, to the image's src changing and to the new image loaded: the kernel's work plus the
-   widget messages both ways and the PNG decode.
+   image on screen (kernel imports and model load included). Then the layer slider moved by the
+   keyboard `--presses` times (default 20); in the page (performance.now()) the time from the
+   keydown to the digest text changing, to the image's src changing and to the new image loaded: the
+   kernel's work plus the widget messages both ways and the PNG decode.
 
 Numbers are wall-clock on a shared machine (the load average is printed): read medians, not single
 runs.

@@ -2,8 +2,7 @@
 
 Prints examples per second (median of 5 runs) for drawing scenes, rendering them, the three datasets
 and a collated, tokenized DataLoader batch, next to the training speed measured for the course's
-tiny models
-(about 200 images/s for the tiny CLIP on 2 cores). Run: `.venv/bin/python
+tiny models (about 200 images/s for the tiny CLIP on 2 cores). Run: `.venv/bin/python
 benchmarks/scene_generation.py`.
 """
 

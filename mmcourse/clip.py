@@ -1,10 +1,10 @@
 """A tiny CLIP for the shapes world: its config and builder, embeddings, and how to measure it.
 
 Lesson 03 trains one with the loss of `mmcourse.contrastive`; the shipped `shapes-clip` is built
-here
-(`build_clip(ClipConfig())`) and trained by the recipe in `mmcourse.recipes.shapes_clip`. A CLIP is
-measured on fresh held-out scenes: zero-shot over the alt texts of all 216 single-object scenes,
-image -> alt-text retrieval among busy scenes, and the withheld color-shape pairs on their own.
+here (`build_clip(ClipConfig())`) and trained by the recipe in `mmcourse.recipes.shapes_clip`. A
+CLIP is measured on fresh held-out scenes: zero-shot over the alt texts of all 216 single-object
+scenes, image -> alt-text retrieval among busy scenes, and the withheld color-shape pairs on their
+own.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """Lesson 08's widgets without a browser: set each control, and the map the widget returns (and
 draws, and writes in its digest line) equals the one `mmcourse.attention` computes directly; each
-model runs once per image
-(or image and question), whatever the controls do.
+model runs once per image (or image and question), whatever the controls do.
 
 In plain Python the observers run synchronously, so `control.value = ...` has updated `last_map`,
-`image.value`
-(a PNG) and `digest.value` when it returns. Clicks are sent as ipyevents would send them.
+`image.value` (a PNG) and `digest.value` when it returns. Clicks are sent as ipyevents would send
+them.
 """
 
 import datetime

@@ -23,8 +23,7 @@ Lesson 08 teaches it. Small parts first, then the whole:
    mass on the image-token positions, per generated token and per LM layer, on the image-token grid.
 
 Every map works for any square grid: the shipped `shapes-clip` (72 px / 8 px patches: 9 x 9),
-ViT-B/32
-(224 / 32: 7 x 7), ViT-B/16 (14 x 14) ...; `grid_side` says which.
+ViT-B/32 (224 / 32: 7 x 7), ViT-B/16 (14 x 14) ...; `grid_side` says which.
 
 **Why a switch to "eager".** transformers 5 runs attention with PyTorch's fused `sdpa` kernel by
 default. The kernel never forms the attention matrix, so `output_attentions=True` only logs a

@@ -78,8 +78,7 @@ def vision_attentions(model, pixel_values) -> torch.Tensor:
     `model`: a `CLIPVisionModel`, or a CLIPModel / MultimodalModel / VisionEncoder (their vision
     tower is used). `pixel_values`: (3, H, W) or (1, 3, H, W), or an image at the model's size (see
     `vision.pixel_values`). The forward pass runs on the model's own device; only the result comes
-    back to the CPU as float32
-    (small:
+    back to the CPU as float32 (small:
     0.4 MB for shapes-clip, 1.4 MB for ViT-B/32), ready for plotting. The tower is switched to eager
     attention if needed, and stays so.
     """

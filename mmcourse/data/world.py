@@ -264,8 +264,8 @@ def random_scene(
 ) -> Scene:
     """The scene of `seed`: 1-3 objects (or exactly `n_objects`) with pairs from `pairs`.
 
-    `pairs` is "all" (default), "seen" (without `WITHHELD_PAIRS`), "withheld", or a list of
-    (color, shape) pairs. The same arguments always give the same scene and the same pixels.
+    `pairs` is "all" (default), "seen" (without `WITHHELD_PAIRS`), "withheld", or a list of (color,
+    shape) pairs. The same arguments always give the same scene and the same pixels.
     """
     _check_n_objects(n_objects)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):

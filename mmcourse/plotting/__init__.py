@@ -2,8 +2,7 @@
 returns a Figure.
 
 One module per stretch of the course: `world` (lesson 00), `images` (01-02), `learning` (03),
-`sequences`
-(04-08), and the `style` they share.
+`sequences` (04-08), and the `style` they share.
 """
 
 from __future__ import annotations

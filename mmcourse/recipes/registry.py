@@ -2,12 +2,11 @@
 
 A new shipped model is one new entry in `RECIPES`: its name, what kind of model it is, and the
 recipe module that trains it (with options). A recipe module provides the same few names:
-`default(**options)`
-(the shipped configuration, a frozen dataclass with a `train: TrainConfig`), `train(run_dir,
-recipe)`, `load(folder)`, `measure(model, eval_size, start)`, `report(name, size, start)`, `CARD`
-and `card_fields(...)` (its model card), `CURVE_METRIC`, and optionally `finish_folder(target,
-recipe)`. Nothing is imported until a recipe is used, so the CLI can list the names on a bare
-Python.
+`default(**options)` (the shipped configuration, a frozen dataclass with a `train: TrainConfig`),
+`train(run_dir, recipe)`, `load(folder)`, `measure(model, eval_size, start)`, `report(name, size,
+start)`, `CARD` and `card_fields(...)` (its model card), `CURVE_METRIC`, and optionally
+`finish_folder(target, recipe)`. Nothing is imported until a recipe is used, so the CLI can list the
+names on a bare Python.
 """
 
 from __future__ import annotations

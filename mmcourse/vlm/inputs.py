@@ -33,10 +33,9 @@ def join_inputs(
     step.
 
     image_embeds (B, N, D) and text_embeds (B, T, D) -> `inputs_embeds` (B, N + T, D); the text's
-    attention_mask
-    (B, T) -> (B, N + T) with 1 on every image position (the tutorial forgets them: the model then
-    cannot see the image); labels (B, T) -> (B, N + T) with -100 on the image positions (nothing to
-    predict there).
+    attention_mask (B, T) -> (B, N + T) with 1 on every image position (the tutorial forgets them:
+    the model then cannot see the image); labels (B, T) -> (B, N + T) with -100 on the image
+    positions (nothing to predict there).
     """
     if image_embeds.shape[-1] != text_embeds.shape[-1]:
         raise ValueError(
@@ -86,8 +85,8 @@ def text_row(
 
 def sequence_table(model: MultimodalModel, question: str, answer: str) -> dict[str, list]:
     """One training example as lesson 05 draws it: per position of the full sequence, the token's
-    text, its kind
-    ("image", "prompt", "answer", "pad"), the attention-mask value and the label (a token's text or
+    text, its kind ("image", "prompt", "answer", "pad"), the attention-mask value and the label (a
+    token's text or
     "-100")."""
     batch = model.training_batch([question], [answer])
     n_img = model.num_image_tokens

@@ -2,13 +2,10 @@
 `inputs_embeds`.
 
 Lessons 05-07 teach it. `image_tokens="patches"` feeds the N patch tokens of `last_hidden_state`
-(without
-[CLS]); with `merge=m` each m x m block of them is first concatenated into one token (pixel shuffle,
-as nanoVLM and SmolVLM do), so N / m^2 tokens reach the projector. `"cls"` feeds one token, the
-post-layernorm
-[CLS]
-(`pooler_output`). The model saves to, and loads from, a self-contained folder of plain Hugging Face
-parts.
+(without [CLS]); with `merge=m` each m x m block of them is first concatenated into one token (pixel
+shuffle, as nanoVLM and SmolVLM do), so N / m^2 tokens reach the projector. `"cls"` feeds one token,
+the post-layernorm [CLS] (`pooler_output`). The model saves to, and loads from, a self-contained
+folder of plain Hugging Face parts.
 """
 
 from __future__ import annotations

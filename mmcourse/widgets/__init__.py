@@ -11,10 +11,9 @@
 
 Computation and drawing are separate. Each widget runs its model once per image (or image and
 question) on the model's device and caches the result (`..._cache`); a control then only slices the
-cached tensors
-(`current_map`) and draws (`display.heatmap_overlay`). `update()` returns the map it drew and writes
-its `map_digest` into the widget's digest line, so a test, in Python or in a browser, can check what
-is shown against `mmcourse.attention`.
+cached tensors (`current_map`) and draws (`display.heatmap_overlay`). `update()` returns the map it
+drew and writes its `map_digest` into the widget's digest line, so a test, in Python or in a
+browser, can check what is shown against `mmcourse.attention`.
 
 The package: `display` (data -> pictures, no widgets), `controls` (the shared parts), `explorers`
 (the three widgets).

@@ -207,9 +207,8 @@ class CrossModalAttention(_MapWidget):
     attended to.
 
     `model`: a shipped name or folder of a `MultimodalModel` ("shapes-vlm-patches"), or one already
-    loaded. Each
-    (image, question) costs one `attention.cross_modal_attention` (generate + one forward); the rest
-    is slicing.
+    loaded. Each (image, question) costs one `attention.cross_modal_attention` (generate + one
+    forward); the rest is slicing.
     """
 
     MEAN = "mean of layers"
