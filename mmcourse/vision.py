@@ -182,6 +182,14 @@ def default_processor(image_size: int):
         )
 
 
+def _statistics(processor) -> tuple[Sequence[float], Sequence[float]]:
+    """The processor's normalization (mean, std); CLIP's without a processor."""
+    return (
+        getattr(processor, "image_mean", None) or CLIP_MEAN,
+        getattr(processor, "image_std", None) or CLIP_STD,
+    )
+
+
 def _is_model_sized_uint8(images, image_size: int | None) -> bool:
     return (
         isinstance(images, torch.Tensor)
@@ -213,8 +221,7 @@ def pixel_values(images, processor=None, image_size: int | None = None) -> torch
                 "pass images (PIL or uint8) to have them preprocessed."
             )
         return pixels
-    mean = getattr(processor, "image_mean", None) or CLIP_MEAN
-    std = getattr(processor, "image_std", None) or CLIP_STD
+    mean, std = _statistics(processor)
     if _is_model_sized_uint8(images, image_size):
         return normalize_pixels(rescale(images), mean, std)  # (B, 3, S, S)
     if isinstance(images, torch.Tensor) and images.dim() == 4:
@@ -245,8 +252,7 @@ def model_view(image, processor=None, image_size: int | None = None) -> Image.Im
     """The image as the vision tower sees it, as a picture: `pixel_values` undone back to an RGB
     image."""
     pixels = pixel_values(image, processor, image_size)[0]  # (3, S, S)
-    mean = getattr(processor, "image_mean", None) or CLIP_MEAN
-    std = getattr(processor, "image_std", None) or CLIP_STD
+    mean, std = _statistics(processor)
     std_t = torch.tensor(std).view(3, 1, 1)
     mean_t = torch.tensor(mean).view(3, 1, 1)
     rgb = ((pixels.float().cpu() * std_t + mean_t) * 255).round().clamp(0, 255).to(torch.uint8)

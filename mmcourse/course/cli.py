@@ -157,7 +157,7 @@ def _eval(args: argparse.Namespace) -> int:
     from ..checkpoints import CheckpointError
     from ..recipes import registry
 
-    default = {"clip": "shapes-clip", "vlm": "shapes-vlm-patches"}[args.what]
+    default = _recipe_name(args.what, "patches")
     module = registry.get(default).recipe_module
     try:
         print(module.report(args.name or default, args.n, args.start))
