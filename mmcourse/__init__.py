@@ -4,7 +4,7 @@ Three layers (the README's "Contributing" shows the tree):
 
 - **concepts**, what a learner reads beside a lesson, one per chapter: `data`, `tokenizer`, `utils`,
   `vision`, `contrastive`, `clip`, `projection`, `language_model`, `vlm`, `metrics`, `attention`,
-  `plotting`, `widgets` (and `checkpoints`, the one resolver of model names);
+  `plotting`, `widgets`, `frozen_lm` (and `checkpoints`, the one resolver of model names);
 - **recipes**, how each shipped model is trained and shipped: `recipes`;
 - **course tooling**, not ML: `course` (the CLI, set-up, doctor, release) and `grading` (check,
   grader, sandbox).
@@ -34,6 +34,7 @@ CONCEPTS = (
     "attention",
     "plotting",
     "widgets",
+    "frozen_lm",
 )
 RECIPES = ("recipes",)
 COURSE_TOOLING = ("course", "grading")

@@ -24,16 +24,16 @@ class LanguageConfig:
     max_positions: int = 160  # 81 image tokens + the longest prompt and caption, with room to spare
 
 
-def build_language_model(config: LanguageConfig = LanguageConfig()):
-    """A randomly initialised `LlamaForCausalLM` over the course vocabulary, with tied input/output
-    embeddings."""
+def build_language_model(config: LanguageConfig = LanguageConfig(), vocab_size: int | None = None):
+    """A randomly initialised `LlamaForCausalLM` over the course vocabulary (or `vocab_size` ids,
+    the course's first), with tied input/output embeddings."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from .tokenizer import VOCAB
 
     return LlamaForCausalLM(
         LlamaConfig(
-            vocab_size=len(VOCAB),
+            vocab_size=vocab_size or len(VOCAB),
             hidden_size=config.hidden_size,
             intermediate_size=config.intermediate_size,
             num_hidden_layers=config.layers,

@@ -46,7 +46,8 @@ def get_device() -> torch.device:
             )
         return device
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        # under torchrun each process drives the GPU of its LOCAL_RANK
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")

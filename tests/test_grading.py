@@ -391,6 +391,67 @@ MUTATIONS = [
         ("fused = attentions.max(dim=1).values", "fused = attentions.mean(dim=1)"),
         None,
     ),
+    (
+        "ex09_trainable",
+        ('return tune == "full" or ".lora_" in name', "return True"),
+        "With LoRA only the adapters train",
+    ),
+    (
+        "ex09_trainable",
+        (
+            'if part == "projector":\n            return True',
+            'if part == "projector":\n            return False',
+        ),
+        "The projector trains in every stage",
+    ),
+    (
+        "ex09_trainable",
+        (
+            'if part != "language_model" or tune == "projector":',
+            'if part == "language_model" and tune == "projector":',
+        ),
+        "The vision tower stays frozen",
+    ),
+    (
+        "ex09_trainable",
+        ('return tune == "full" or ".lora_" in name', 'return tune != "lora" or ".lora_" in name'),
+        "Stage 1 trains the projector alone",
+    ),
+    (
+        "ex09_trainable",
+        (
+            'return tune == "full" or ".lora_" in name',
+            'return ".lora_" in name or name.endswith("proj.weight")',
+        ),
+        "Full fine-tuning trains every language-model parameter",
+    ),
+    (
+        "ex09_lora_parameters",
+        ("rank * in_features + out_features * rank", "out_features * in_features * rank"),
+        "two small matrices",
+    ),
+    (
+        "ex09_lora_parameters",
+        ("rank * in_features + out_features * rank", "rank * in_features"),
+        "Count both matrices",
+    ),
+    (
+        "ex09_lora_parameters",
+        (
+            "rank * in_features + out_features * rank",
+            "rank * in_features + out_features * rank + out_features * in_features",
+        ),
+        "Only the adapters are new",
+    ),
+    (
+        "ex09_lora_forward",
+        ("(alpha / rank) * adapter", "alpha * adapter"),
+        "scaled by alpha / rank",
+    ),
+    ("ex09_lora_forward", ("(alpha / rank) * adapter", "adapter"), "Scale the adapter's output"),
+    ("ex09_lora_forward", ("return frozen + ", "return "), "The frozen layer still runs"),
+    ("ex09_lora_forward", ("x @ weight.T + bias", "x @ weight.T"), "has a bias"),
+    ("ex09_lora_forward", ("(x @ lora_a.T) @ lora_b.T", "(x @ lora_a.T) @ lora_b.T * 0.5"), None),
 ]
 
 

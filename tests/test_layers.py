@@ -32,6 +32,7 @@ CHAPTER = dict(
     metrics=6,
     attention=8,
     widgets=8,
+    frozen_lm=9,
 )
 ANYWHERE = {"utils", "checkpoints"}
 #: "About 300 lines": a concept module that grows past this is split (one job per module).

@@ -129,7 +129,13 @@ def _start(args: argparse.Namespace) -> int:
 def _recipe_name(what: str, image_tokens: str) -> str:
     """`clip` and `vlm` are short for the shipped models' recipes; any name of the registry is taken
     as it is."""
-    return {"clip": "shapes-clip", "vlm": f"shapes-vlm-{image_tokens}"}.get(what, what)
+    return {"clip": "shapes-clip", "vlm": f"shapes-vlm-{image_tokens}", "lm": "shapes-lm"}.get(
+        what, what
+    )
+
+
+#: `mmcourse train` options that replace a field of the recipe (the two-stage recipes take them).
+RECIPE_OPTIONS = ("vision", "language", "merge", "start_from", "projector")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -142,14 +148,28 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or f"runs/{entry.name}"
     if args.steps:
         recipe = replace(recipe, train=replace(recipe.train, steps=args.steps))
+    if args.batch_size:
+        recipe = replace(recipe, train=replace(recipe.train, batch_size=args.batch_size))
+    overrides = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
+    unknown = [k for k in overrides if not hasattr(recipe, k)]
+    if unknown:
+        options = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        print(f"train: the recipe {entry.name} has no {options}.", file=sys.stderr)
+        return 2
     try:
+        recipe = replace(recipe, **overrides)
         entry.recipe_module.train(run_dir, recipe)
     except ValueError as error:
         print(f"train: {error}", file=sys.stderr)
         return 2
+    from ..recipes.loop import distributed
+
+    if distributed()[0] != 0:
+        return 0  # under torchrun, rank 0 ships and reports
     if args.ship:
         print(f"Shipped {ship.ship(entry.name, run_dir)}")
-    print(entry.recipe_module.report(f"{run_dir}/last", 1000, 0))
+    if args.eval_n:
+        print(entry.recipe_module.report(f"{run_dir}/last", args.eval_n, 0))
     return 0
 
 
@@ -285,15 +305,32 @@ def build_parser() -> argparse.ArgumentParser:
         "rerun to resume",
     )
     train.add_argument("--steps", type=int, help="override the recipe's number of steps")
+    train.add_argument("--batch-size", type=int, help="override the recipe's (global) batch size")
+    train.add_argument(
+        "--vision",
+        help="two-stage recipes: a CLIP folder or name (e.g. openai/clip-vit-base-patch32)",
+    )
+    train.add_argument(
+        "--language",
+        help="two-stage recipes: a Llama-architecture folder with its tokenizer (SmolLM2-135M)",
+    )
+    train.add_argument(
+        "--merge", type=int, help="patch blocks merged into one image token (must divide the grid)"
+    )
+    train.add_argument("--projector", choices=["linear", "mlp"], help="two-stage recipes")
+    train.add_argument("--start-from", help="stage 2: the stage-1 VLM folder to start from")
+    train.add_argument(
+        "--eval-n", type=int, default=1000, help="test questions after training (0: none)"
+    )
     train.add_argument(
         "--ship", action="store_true", help="maintainers: copy the finished run into the package"
     )
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser(
-        "eval", help="print a model's metrics table: `mmcourse eval clip|vlm [NAME]`"
+        "eval", help="print a model's metrics table: `mmcourse eval clip|vlm|lm [NAME]`"
     )
-    evaluate.add_argument("what", choices=["clip", "vlm"])
+    evaluate.add_argument("what", choices=["clip", "vlm", "lm"])
     evaluate.add_argument(
         "name", nargs="?", help="shipped name or folder (default shapes-clip, shapes-vlm-patches)"
     )

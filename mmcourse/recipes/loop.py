@@ -9,6 +9,9 @@ What it does, and why:
 - **resumable**: every `save_every` steps it writes the model (Hugging Face format) and the
   optimizer state to `RUN/last/`; started again with the same `RUN`, it continues from there and
   ends with the same weights;
+- **data parallel** under `torchrun` (PyTorch DDP: gloo on CPUs, NCCL on GPUs): each process
+  computes its `shard` of every step's batch, DDP averages the gradients, so the steps are those of
+  one process with the whole batch; only rank 0 evaluates, saves and prints;
 - **seeded**, AdamW, gradient clipping, a tqdm progress bar, and an `evaluate(model, step)` callback
   every `eval_every` steps whose metrics go into `RUN/history.json` with the wall and CPU seconds
   spent so far.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import time
@@ -35,9 +39,11 @@ __all__ = [
     "TRAINING_ONLY_FILES",
     "TrainConfig",
     "TrainResult",
+    "distributed",
     "git_commit",
     "lr_factor",
     "record_recipe",
+    "shard",
     "train_loop",
 ]
 
@@ -58,6 +64,41 @@ class TrainConfig:
     eval_every: int = 250
     save_every: int = 250
     threads: int = 2
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size): (0, 1) in one process; under `torchrun`, the process group's (started
+    here on first use: NCCL when the process has a GPU, gloo otherwise)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def shard(batch_size: int) -> range:
+    """The positions of a step's batch that this process computes: all of them in one process, every
+    world-th from its rank under `torchrun` (equal shards, so averaged gradients are exact)."""
+    rank, world = distributed()
+    if batch_size % world:
+        raise ValueError(
+            f"batch_size={batch_size} does not split into {world} equal shards; pick a batch size "
+            f"that {world} processes divide."
+        )
+    return range(rank, batch_size, world)
+
+
+class _DataParallel(torch.nn.parallel.DistributedDataParallel):
+    """DDP that still answers the wrapped model's own attributes (`model.training_batch`, ...), so a
+    recipe's `step_loss` is the same code in one process or many."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -143,6 +184,8 @@ def _train(
     model, step_loss, config, run_dir, evaluate, save_extra, progress, stop_at
 ) -> TrainResult:
     seed_everything(config.seed)
+    rank, world = distributed()
+    main = rank == 0
     last = run_dir / "last"
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
@@ -169,22 +212,30 @@ def _train(
         start, clock = state["step"], state["clock"]
         history = json.loads((last / "history.json").read_text())
     model.train()
+    trained = model if world == 1 else _DataParallel(model)
     wall0, cpu0 = time.perf_counter() - clock["wall"], time.process_time() - clock["cpu"]
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(
-        range(start, end), initial=start, total=config.steps, disable=not progress, desc="training"
+        range(start, end),
+        initial=start,
+        total=config.steps,
+        disable=not (progress and main),
+        desc="training",
     )
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_factor(step, config)
-        loss, logs = step_loss(model, step)
+        loss, logs = step_loss(trained, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        loss_value = _mean_over_processes(loss.detach(), world)
+        bar.set_postfix(loss=f"{loss_value:.3f}")
         done = step + 1
-        record = {"step": done, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"], **logs}
+        record = {"step": done, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], **logs}
+        if not main:
+            continue
         if evaluate and (done % config.eval_every == 0 or done == config.steps):
             model.eval()
             with torch.no_grad():
@@ -199,8 +250,18 @@ def _train(
         history.append(record)
         if done % config.save_every == 0 or done in (config.steps, end):
             _save(model, last, optimizer, done, history, clock, save_extra)
+    if world > 1:
+        torch.distributed.barrier()  # every process returns once rank 0 has saved
     model.eval()
     return TrainResult(max(start, end), history, clock["wall"], clock["cpu"])
+
+
+def _mean_over_processes(loss: torch.Tensor, world: int) -> float:
+    """The step's loss over the whole batch: the mean of the processes' equal shards."""
+    if world > 1:
+        torch.distributed.all_reduce(loss)
+        loss = loss / world
+    return loss.item()
 
 
 def record_recipe(run_dir: str | Path, described: dict) -> None:
@@ -208,6 +269,8 @@ def record_recipe(run_dir: str | Path, described: dict) -> None:
     another recipe."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if distributed()[0] != 0:
+        return  # rank 0 writes it
     recipe_file = run_dir / "recipe.json"
     if recipe_file.exists():
         previous = {k: v for k, v in json.loads(recipe_file.read_text()).items() if k != "commit"}

@@ -22,7 +22,7 @@ __all__ = ["RECIPES", "Recipe", "get"]
 @dataclass(frozen=True)
 class Recipe:
     name: str  # the shipped checkpoint it makes; its run folder is `runs/NAME`
-    kind: str  # "clip" or "vlm": what `mmcourse eval KIND` measures
+    kind: str  # "clip", "vlm" or "lm": what `mmcourse eval KIND` measures
     module: str  # the recipe module in mmcourse.recipes
     options: dict[str, Any] = field(default_factory=dict)  # passed to the module's `default`
 
@@ -41,6 +41,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe("shapes-clip", "clip", "shapes_clip"),
         Recipe("shapes-vlm-patches", "vlm", "shapes_vlm", {"image_tokens": "patches"}),
         Recipe("shapes-vlm-cls", "vlm", "shapes_vlm", {"image_tokens": "cls"}),
+        Recipe("shapes-lm", "lm", "shapes_lm"),
+        Recipe("shapes-vlm-aligned", "vlm", "two_stage", {"stage": 1}),
+        Recipe("shapes-vlm-lora", "vlm", "two_stage", {"stage": 2, "tune": "lora"}),
+        Recipe("shapes-vlm-full-ft", "vlm", "two_stage", {"stage": 2, "tune": "full"}),
+        Recipe("shapes-vlm-projector-only", "vlm", "two_stage", {"stage": 2, "tune": "projector"}),
     )
 }
 

@@ -225,10 +225,19 @@ class MultimodalModel(nn.Module):
 
     def prompt_ids(self, question: str) -> list[int]:
         """The prompt after the image: [BOS] question [EOS] with the course tokenizer (its
-        template)."""
-        return list(
-            self.tokenizer(data.normalize_question(question) if question else "")["input_ids"]
-        )
+        template); with a tokenizer that has a chat template (an instruct model's), the question as
+        the user's turn and the assistant's turn opened, as LLaVA does."""
+        text = data.normalize_question(question) if question else ""
+        if getattr(self.tokenizer, "chat_template", None):
+            return list(
+                self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": text}],
+                    add_generation_prompt=True,
+                    tokenize=True,
+                    return_dict=False,
+                )
+            )
+        return list(self.tokenizer(text)["input_ids"])
 
     def answer_ids(self, answer: str) -> list[int]:
         return [

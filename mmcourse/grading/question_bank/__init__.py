@@ -1,4 +1,4 @@
-"""The question definitions: one module per exercise (`ex00.py` ... `ex08.py`), each listing its
+"""The question definitions: one module per exercise (`ex00.py` ... `ex09.py`), each listing its
 `QUESTIONS`.
 
 `check` (in a notebook) and `mmcourse grade` (for a class) read the same definitions. The bank is
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: The exercise modules of this package, in course order: a new exercise is one more name here.
-EXERCISES = ("ex00", "ex01", "ex02", "ex03", "ex04", "ex05", "ex06", "ex07", "ex08")
+EXERCISES = ("ex00", "ex01", "ex02", "ex03", "ex04", "ex05", "ex06", "ex07", "ex08", "ex09")
 HERE = Path(__file__).resolve().parent
 
 
