@@ -1,7 +1,15 @@
 """Scenes described in words, and a text-only language model reading them (lesson 09).
 
-A described scene is 9 words, one per cell in reading order, written where the image tokens will go;
-a text row is the VLM's training row with those words in place of the image tokens.
+A described scene is 9 vectors, one per cell in reading order, written where the image tokens will
+go. Each is the *sum of the word embeddings* of what the cell holds and where it is: "red circle top
+left", or "empty top left" for nothing there. A soft word, as LiMBeR asks of image tokens, made of
+real words. Why not one token per cell: with nine words like `red_circle` and `empty`, a tiny Llama
+learned a bag-of-words shortcut (it found the one missing "empty" of a one-object scene, and guessed
+between the missing ones of busier scenes: "where" questions 100 % with one object, 51 % with two,
+38 % with three); a cell that says where it is leaves nothing to count.
+
+A text row is the VLM's training row with the 9 cell vectors in place of the image tokens, joined by
+the same `vlm.join_inputs`.
 """
 
 from __future__ import annotations
@@ -13,66 +21,69 @@ import torch
 from torch import nn
 
 from .. import data
-from ..vlm import IGNORE_INDEX, generate_tokens, text_row
+from ..vlm import generate_tokens, join_inputs, text_row
 
 __all__ = [
-    "CELL_WORDS",
     "EMPTY",
     "TextLM",
     "build_lm_tokenizer",
-    "cell_word",
     "cell_words",
     "describe_scenes",
     "described_scene",
+    "perturb_cells",
     "read_scenes",
+    "scene_embeddings",
     "text_batch",
 ]
 
+#: The one word the course vocabulary lacks for a described scene.
 EMPTY = "empty"
 
 
-def _place(position: str) -> str:
-    return position.replace(" ", "_")
-
-
-def cell_word(color: str | None, shape: str | None, position: str) -> str:
-    """The one word of a cell: "red_circle" for a red circle; "empty_top_left" for nothing at the
-    top left. An empty cell says where it is, so the place of an object can be read off its
-    neighbours (with nine identical "empty" words, a tiny Llama must count positions, and measured
-    71 % on "where" questions)."""
-    if color is None or shape is None:
-        return f"{EMPTY}_{position.replace(' ', '_')}"
-    return f"{color}_{shape}"
-
-
-#: Every cell word, in a fixed order (ids never move). The withheld pairs have words too, but the
-#: language model never reads them: like every shipped model, it never meets those pairs.
-CELL_WORDS: tuple[str, ...] = (
-    *(cell_word(None, None, p) for p in data.POSITIONS),
-    *(cell_word(c, s, "") for c, s in data.ALL_PAIRS),
-)
-
-
-def cell_words(scene: data.Scene) -> list[str]:
-    """The scene as 9 words, one per cell in reading order (the order of `data.POSITIONS`)."""
-    by_position = {o.position: (o.color, o.shape) for o in scene.objects}
-    return [cell_word(*by_position.get(p, (None, None)), p) for p in data.POSITIONS]
+def cell_words(scene: data.Scene) -> list[list[str]]:
+    """The words of each of the 9 cells, in reading order: ["red", "circle", "top", "left"] for a
+    red circle at the top left, ["empty", "top"] for nothing at the top."""
+    by_position = {o.position: [o.color, o.shape] for o in scene.objects}
+    return [by_position.get(p, [EMPTY]) + p.split() for p in data.POSITIONS]
 
 
 def described_scene(scene: data.Scene) -> str:
-    """A scene in words: "empty_top_left red_circle empty_top_right empty_left ..."."""
-    return " ".join(cell_words(scene))
+    """The described scene as text, cells apart: "empty top left | red circle top | ..."."""
+    return " | ".join(" ".join(words) for words in cell_words(scene))
 
 
 def build_lm_tokenizer():
-    """The course tokenizer with the cell words appended (the course's ids are unchanged)."""
+    """The course tokenizer with the word "empty" appended (the course's ids are unchanged)."""
     from ..tokenizer import build_tokenizer
 
-    return build_tokenizer(CELL_WORDS)
+    return build_tokenizer([EMPTY])
 
 
-def _scene_ids(tokenizer, scene: data.Scene) -> list[int]:
-    return tokenizer(described_scene(scene), add_special_tokens=False)["input_ids"]
+def scene_embeddings(language_model: nn.Module, tokenizer, scenes: Sequence[data.Scene]):
+    """(B, 9, D): each cell's vector, the sum of its words' input embeddings."""
+    table = language_model.get_input_embeddings()
+    cells = [cell_words(scene) for scene in scenes]
+    width = max(len(words) for scene in cells for words in scene)  # 4: color shape top left
+    ids = torch.zeros(len(cells), len(data.POSITIONS), width, dtype=torch.long)
+    used = torch.zeros(ids.shape)
+    for b, scene in enumerate(cells):
+        for c, words in enumerate(scene):
+            ids[b, c, : len(words)] = torch.tensor(tokenizer.convert_tokens_to_ids(words))
+            used[b, c, : len(words)] = 1
+    device = table.weight.device
+    # (B, 9, W, D) summed over the words of each cell -> (B, 9, D)
+    return (table(ids.to(device)) * used.to(device, table.weight.dtype)[..., None]).sum(2)
+
+
+def perturb_cells(cells: torch.Tensor, draws: torch.Tensor, noise: float = 0.5) -> torch.Tensor:
+    """Cell vectors (B, 9, D) as a projector might write them: each scaled by 2^u (u uniform in
+    [-1, 1]) and blurred by Gaussian noise of `noise` times its RMS. `draws` (B, 9, D + 1) holds
+    standard normal draws: the last one sets the scale. A language model pretrained on these reads
+    a cell by what it says, not by its exact vector: without them the stage-1 model undercounted
+    by one (its image tokens are quieter than the sum of four word embeddings)."""
+    rms = cells.pow(2).mean(-1, keepdim=True).sqrt()  # (B, 9, 1)
+    scale = 2 ** torch.tanh(draws[..., -1:])  # (B, 9, 1), in (1/2, 2)
+    return scale * (cells + noise * rms * draws[..., :-1])
 
 
 def _prompt_ids(tokenizer, question: str) -> list[int]:
@@ -80,37 +91,19 @@ def _prompt_ids(tokenizer, question: str) -> list[int]:
 
 
 def text_batch(
-    tokenizer, scenes: Sequence[data.Scene | None], questions: Sequence[str], answers: Sequence[str]
+    tokenizer, questions: Sequence[str], answers: Sequence[str]
 ) -> dict[str, torch.Tensor]:
-    """Right-padded text rows for the language model alone: the described scene (none for `None`),
-    then `[BOS] question [EOS] answer [EOS]`, with -100 on everything but the answer. (B, T) each.
-
-    A row is the VLM's training row (lesson 05) with the 9 image tokens replaced by the 9 cell
-    words, at the same positions.
-    """
-    if not (len(scenes) == len(questions) == len(answers)) or not scenes:
-        raise ValueError("give as many scenes (or None), questions and answers, at least one.")
+    """The text after the scene, right-padded: `[BOS] question [EOS] answer [EOS]`, with -100 on
+    all but the answer and its [EOS]; (B, T) each, as `MultimodalModel.training_batch` gives."""
+    if len(questions) != len(answers) or not questions:
+        raise ValueError("give as many questions as answers, at least one.")
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    parts = [
-        (
-            [] if scene is None else _scene_ids(tokenizer, scene),
-            _prompt_ids(tokenizer, question),
-            tokenizer(answer, add_special_tokens=False)["input_ids"],
-        )
-        for scene, question, answer in zip(scenes, questions, answers)
+    pairs = [
+        (_prompt_ids(tokenizer, q), tokenizer(a, add_special_tokens=False)["input_ids"])
+        for q, a in zip(questions, answers)
     ]
-    length = max(len(s) + len(p) + len(a) + 1 for s, p, a in parts)
-    rows = []
-    for scene_ids, prompt, answer in parts:
-        ids, mask, labels = text_row(prompt, answer, eos, pad, length - len(scene_ids))
-        prefix = torch.tensor(scene_ids, dtype=torch.long)
-        rows.append(
-            (
-                torch.cat([prefix, ids]),
-                torch.cat([torch.ones_like(prefix), mask]),
-                torch.cat([torch.full_like(prefix, IGNORE_INDEX), labels]),
-            )
-        )
+    length = max(len(p) + len(a) + 1 for p, a in pairs)
+    rows = [text_row(prompt, answer, eos, pad, length) for prompt, answer in pairs]
     ids, mask, labels = (torch.stack(part) for part in zip(*rows))  # each (B, T)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
@@ -127,23 +120,47 @@ class TextLM:
     def device(self) -> torch.device:
         return next(self.language_model.parameters()).device
 
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.language_model.get_input_embeddings()(ids.to(self.device))
+
+    def training_inputs(
+        self,
+        scenes: Sequence[data.Scene] | None,
+        questions: Sequence[str],
+        answers: Sequence[str],
+        perturb: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """`inputs_embeds`, `attention_mask` and `labels` for the language model: the described
+        scenes (none when `scenes` is None: captions alone), then the text. `perturb` (B, 9, D + 1)
+        blurs the cell vectors: `perturb_cells`."""
+        batch = text_batch(self.tokenizer, questions, answers)
+        text = self.embed(batch["input_ids"])  # (B, T, D)
+        if scenes is None:
+            return {
+                "inputs_embeds": text,
+                "attention_mask": batch["attention_mask"].to(self.device),
+                "labels": batch["labels"].to(self.device),
+            }
+        cells = scene_embeddings(self.language_model, self.tokenizer, scenes)  # (B, 9, D)
+        if perturb is not None:
+            cells = perturb_cells(cells, perturb.to(cells.device))
+        return join_inputs(cells, text, batch["attention_mask"], batch["labels"])
+
     def generation_inputs(
         self, scenes: Sequence[data.Scene], questions: Sequence[str]
     ) -> dict[str, torch.Tensor]:
         """Left-padded `inputs_embeds` (B, L, D) and `attention_mask` (B, L): the described scene,
-        then each prompt; the same path as an image's tokens, with word embeddings in their
-        place."""
-        rows = [
-            _scene_ids(self.tokenizer, s) + _prompt_ids(self.tokenizer, q)
-            for s, q in zip(scenes, questions, strict=True)
-        ]
-        length = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (length - len(r)) + r for r in rows], device=self.device)
-        mask = torch.tensor(
-            [[0] * (length - len(r)) + [1] * len(r) for r in rows], device=self.device
-        )
-        embeds = self.language_model.get_input_embeddings()(ids)  # (B, L, D)
+        then each prompt (the VLM's generation path, with cell vectors for image tokens)."""
+        cells = scene_embeddings(self.language_model, self.tokenizer, scenes)  # (B, 9, D)
+        prompts = [_prompt_ids(self.tokenizer, q) for q in questions]
+        length = cells.shape[1] + max(len(p) for p in prompts)
+        pad = self.embed(torch.tensor([self.tokenizer.pad_token_id]))[0]  # (D,)
+        embeds = pad.expand(len(prompts), length, -1).clone()  # (B, L, D)
+        mask = torch.zeros(len(prompts), length, dtype=torch.long, device=self.device)
+        for i, prompt in enumerate(prompts):
+            row = torch.cat([cells[i], self.embed(torch.tensor(prompt))])  # (9 + T_i, D)
+            embeds[i, length - len(row) :] = row
+            mask[i, length - len(row) :] = 1
         return {"inputs_embeds": embeds, "attention_mask": mask}
 
 
@@ -157,6 +174,8 @@ def read_scenes(
 ) -> list[str]:
     """Greedy answers of a text-only language model to questions about described scenes ("" asks
     for the scene's caption)."""
+    if len(scenes) != len(questions):
+        raise ValueError(f"{len(scenes)} scenes but {len(questions)} questions; give one each.")
     reader.language_model.eval()
     out: list[str] = []
     for i in range(0, len(scenes), batch_size):

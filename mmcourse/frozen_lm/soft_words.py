@@ -10,7 +10,7 @@ from .. import data
 from ..vlm import MultimodalModel
 from .described import EMPTY
 
-__all__ = ["attribute_hits", "nearest_words"]
+__all__ = ["attribute_hits", "nearest_cells", "nearest_words", "possible_cells", "word_hits"]
 
 
 # --- what the projector learned -------------------------------------------------------------------
@@ -32,28 +32,58 @@ def nearest_words(model: MultimodalModel, images, k: int = 1) -> list[list[list[
     ]
 
 
-def _reading(word: str) -> tuple[str | None, str | None, str | None, bool]:
-    """(color, shape, position, empty) that a word says: a course word ("red", "circle", "center")
-    says one thing at most, a cell word the cell's content (an empty one its position too)."""
-    parts = word.split("_")
-    if parts[0] == EMPTY and len(parts) > 1:
-        return None, None, " ".join(parts[1:]), True
-    if len(parts) == 2 and parts[0] in data.COLORS and parts[1] in data.SHAPES:
-        return parts[0], parts[1], None, False
-    return (
-        word if word in data.COLORS else None,
-        word if word in data.SHAPES else None,
-        word if word in data.POSITIONS else None,
-        word == EMPTY,
+def _cosine(tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """(B, N, D), (V, D) -> (B, N, V) cosine similarities."""
+    return nn.functional.normalize(tokens.float(), dim=-1) @ (
+        nn.functional.normalize(table.float(), dim=-1).T
     )
 
 
-def attribute_hits(word: str, cell: str) -> dict[str, bool]:
-    """Which of a cell's attributes a word names. `cell` is a cell word ("red_circle" or
-    "empty_top_left"). For an object: its color, its shape, and both (the cell word itself); for an
-    empty cell: that it is empty, and where."""
-    color, shape, position, empty = _reading(word)
-    true_color, true_shape, true_position, true_empty = _reading(cell)
-    if true_empty:
-        return {"empty": empty, "position": position == true_position}
-    return {"color": color == true_color, "shape": shape == true_shape, "both": word == cell}
+def possible_cells() -> list[list[str]]:
+    """Every cell a described scene can hold: each position, empty or with any color and shape."""
+    return [
+        [*content, *position.split()]
+        for position in data.POSITIONS
+        for content in ([EMPTY], *([c, s] for c, s in data.ALL_PAIRS))
+    ]
+
+
+@torch.no_grad()
+def nearest_cells(model: MultimodalModel, images) -> list[list[list[str]]]:
+    """For each image and image token, the described cell whose vector (the sum of its words'
+    embeddings) is nearest by cosine: the token read back as words. Needs a tokenizer with "empty"
+    (shapes-lm's)."""
+    cells = possible_cells()
+    table = model.language_model.get_input_embeddings()
+    width = max(len(c) for c in cells)
+    ids = torch.zeros(len(cells), width, dtype=torch.long)
+    used = torch.zeros(len(cells), width)
+    for i, words in enumerate(cells):
+        ids[i, : len(words)] = torch.tensor(model.tokenizer.convert_tokens_to_ids(words))
+        used[i, : len(words)] = 1
+    device = table.weight.device
+    # the sum of `scene_embeddings`, for every possible cell at once: (C, W, D) -> (C, D)
+    vectors = (table(ids.to(device)) * used.to(device)[..., None]).sum(1)
+    tokens = model.encode_image(model.pixel_values(images))  # (B, N_img, D)
+    best = _cosine(tokens, vectors).argmax(-1)  # (B, N_img)
+    return [[cells[i] for i in image.tolist()] for image in best]
+
+
+def attribute_hits(read: list[str], cell: list[str]) -> dict[str, bool]:
+    """Which attributes of a cell (`cell_words`, e.g. ["red", "circle", "top", "left"]) a cell read
+    back from a token (`nearest_cells`) gets right: for an object its color, shape, position and
+    all; for an empty cell that it is empty, and where."""
+    if cell[0] == EMPTY:
+        return {"empty": read[0] == EMPTY, "position": read[1:] == cell[1:]}
+    return {
+        "color": read[0] == cell[0],
+        "shape": read[1:2] == cell[1:2],
+        "position": read[2:] == cell[2:] and read[0] != EMPTY,
+        "all": read == cell,
+    }
+
+
+def word_hits(nearest: list[str], cell: list[str]) -> dict[str, bool]:
+    """Whether a token's nearest words (`nearest_words`, any vocabulary) include the color and the
+    shape of the object in its cell."""
+    return {"color": cell[0] in nearest, "shape": len(cell) > 1 and cell[1] in nearest}

@@ -13,8 +13,11 @@ recipe.
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import torch
 
 from .. import checkpoints, data, frozen_lm, metrics
 from ..language_model import LanguageConfig, build_language_model
@@ -45,10 +48,14 @@ class LMRecipe:
         hidden_size=128, layers=4, heads=4, intermediate_size=384
     )
     describe_share: float = 0.2  # described scene -> caption
-    caption_share: float = 0.1  # a caption alone
+    caption_share: float = 0.05  # a caption alone
+    # questions per kind (color, shape, position, count, exists): "where" questions need the most
+    # (a cell's place must be read off the one cell that matches two words), so they come thrice
+    kind_weights: tuple[int, ...] = (1, 1, 3, 1, 1)
+    perturb_cells: bool = True  # read scenes from blurred cell vectors (frozen_lm.perturb_cells)
     loss_per: str = "example"
     train: TrainConfig = TrainConfig(
-        steps=2500, batch_size=96, lr=2e-3, warmup_steps=100, eval_every=500, save_every=500
+        steps=4000, batch_size=96, lr=2e-3, warmup_steps=100, eval_every=500, save_every=500
     )
 
 
@@ -69,7 +76,8 @@ def lm_batch(
             questions.append("")
             answers.append(data.caption(scene))
         else:
-            scene, qa = data.qa_example(seed, pairs="seen")
+            kind = random.Random(f"kind {seed}").choices(data.KINDS, recipe.kind_weights)[0]
+            scene, qa = data.qa_example(seed, kind=kind, pairs="seen")
             scenes.append(scene)
             questions.append(qa.question)
             answers.append(qa.answer)
@@ -114,10 +122,35 @@ def train_lm(
     positions = shard(config.batch_size)
 
     def step_loss(model, step):
-        batch = frozen_lm.text_batch(tokenizer, *lm_batch(step, recipe, positions))
-        labels = batch.pop("labels").to(model.device)
-        logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits
-        return answer_loss(logits, labels, recipe.loss_per), {}
+        scenes, questions, answers = lm_batch(step, recipe, positions)
+        reader = frozen_lm.TextLM(model, tokenizer)
+        # rows with a described scene, and captions alone: each group joined as the VLM joins
+        # image tokens, the loss averaged per example over both
+        groups = [
+            [i for i, scene in enumerate(scenes) if (scene is None) == alone]
+            for alone in (False, True)
+        ]
+        total = 0.0
+        draws = None
+        if recipe.perturb_cells:
+            # drawn for the whole batch from the step alone: the same in one process or many
+            hidden = model.config.hidden_size
+            generator = torch.Generator().manual_seed(step)
+            draws = torch.randn(config.batch_size, 9, hidden + 1, generator=generator)
+            draws = draws[list(positions)]
+        for rows, alone in zip(groups, (False, True)):
+            if not rows:
+                continue
+            inputs = reader.training_inputs(
+                None if alone else [scenes[i] for i in rows],
+                [questions[i] for i in rows],
+                [answers[i] for i in rows],
+                None if alone or draws is None else draws[rows],
+            )
+            labels = inputs.pop("labels")
+            loss = answer_loss(model(**inputs).logits, labels, recipe.loss_per)
+            total = total + loss * len(rows)
+        return total / len(scenes), {}
 
     def evaluate(model, step):
         return measure_text(frozen_lm.TextLM(model, tokenizer), eval_size)
