@@ -8,7 +8,8 @@
    peak memory (each configuration in its own process, so each peak is its own), on the CPU and,
    where there is one, on CUDA;
 3. results of training runs (`--runs RUN ...`): the last evaluation of each, with trained
-   parameters and CPU minutes.
+   parameters and CPU minutes; `--record FILE` keeps them (lesson 09 shows
+   `mmcourse/recipes/results/two_stage.json`, written so).
 
 Run: `.venv/bin/python benchmarks/two_stage.py [--real] [--runs runs/shapes-vlm-aligned ...]`.
 """
@@ -29,7 +30,6 @@ import torch
 from mmcourse import frozen_lm
 from mmcourse.recipes import real_scale, shapes_vlm, two_stage
 from mmcourse.recipes.loop import TrainConfig
-from mmcourse.vision import pixel_values
 from mmcourse.vlm import answer_loss
 
 
@@ -44,7 +44,7 @@ def _time_steps(model, batch_of, steps: int, warmup: int = 2) -> tuple[float, fl
         images, questions, answers = batch_of(step)
         batch = model.training_batch(questions, answers)
         labels = model.full_labels(batch.pop("labels"))
-        loss = answer_loss(model(pixel_values(images, model.processor), **batch).logits, labels)
+        loss = answer_loss(model(model.pixel_values(images), **batch).logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -136,24 +136,48 @@ def real_scale_table(batch: int = 8) -> None:
         print("(no CUDA device here: the GPU rows were not run)")
 
 
-def runs_table(runs: list[Path]) -> None:
-    print("\n3. training runs: the last validation evaluation")
+def run_results(run: Path) -> dict:
+    """A run's last validation evaluation, trained parameters and time."""
+    last = run / "last"
+    history = json.loads((last / "history.json").read_text())
+    evaluated = [row for row in history if "vqa all" in row][-1]
+    counts = json.loads((last / two_stage.PARAMETERS_FILE).read_text())
+    recipe = json.loads((run / "recipe.json").read_text())
+    return {
+        "stage": recipe["stage"],
+        "tune": recipe["tune"],
+        "projector": recipe["projector"],
+        "merge": recipe["merge"],
+        "steps": history[-1]["step"],
+        "trained": counts["all"][0],
+        "total": counts["all"][1],
+        "cpu_minutes": round(history[-1]["cpu_seconds"] / 60, 2),
+        "wall_minutes": round(history[-1]["wall_seconds"] / 60, 2),
+        "metrics": {
+            k: round(v, 4) for k, v in evaluated.items() if k.startswith(("vqa", "caption"))
+        },
+    }
+
+
+def runs_table(runs: list[Path], record: Path | None) -> None:
+    print("\n3. training runs: the last validation evaluation (200 questions, 100 captions)")
     kinds = ("color", "shape", "position", "count", "exists", "all")
     print(
         f"{'run':28} {'trained':>10} {'CPU min':>8} "
         + " ".join(f"{k:>8}" for k in kinds)
         + f" {'captions':>9}"
     )
-    for run in runs:
-        last = run / "last"
-        history = json.loads((last / "history.json").read_text())
-        evaluated = [row for row in history if "vqa all" in row][-1]
-        counts = json.loads((last / two_stage.PARAMETERS_FILE).read_text())
+    results = {run.name: run_results(run) for run in runs}
+    for name, row in results.items():
+        m = row["metrics"]
         print(
-            f"{run.name:28} {counts['all'][0]:10,} {history[-1]['cpu_seconds'] / 60:8.1f} "
-            + " ".join(f"{evaluated[f'vqa {k}']:8.1%}" for k in kinds)
-            + f" {evaluated['caption all']:9.1%}"
+            f"{name:28} {row['trained']:10,} {row['cpu_minutes']:8.1f} "
+            + " ".join(f"{m[f'vqa {k}']:8.1%}" for k in kinds)
+            + f" {m['caption all']:9.1%}"
         )
+    if record:
+        record.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"recorded: {record}")
 
 
 def main() -> None:
@@ -161,12 +185,17 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="also the real-weights scale table")
     parser.add_argument("--runs", nargs="*", type=Path, default=[], help="two-stage run folders")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument(
+        "--record", type=Path, help="write the runs' results here (what lesson 09 shows)"
+    )
+    parser.add_argument("--skip-speed", action="store_true", help="no speed table")
     args = parser.parse_args()
-    course_scale_table(args.steps)
+    if not args.skip_speed:
+        course_scale_table(args.steps)
     if args.real:
         real_scale_table()
     if args.runs:
-        runs_table(args.runs)
+        runs_table(args.runs, args.record)
 
 
 if __name__ == "__main__":

@@ -22,44 +22,67 @@ def text_model(tokenizer):
     return build_language_model(TINY, vocab_size=len(tokenizer)).eval()
 
 
-def test_a_described_scene_is_one_word_per_cell_in_reading_order():
+def test_a_described_scene_is_each_cell_in_words_in_reading_order():
     scene = data.Scene(
-        (data.SceneObject("red", "circle", "top"), data.SceneObject("blue", "square", "left"))
+        (data.SceneObject("red", "circle", "top"), data.SceneObject("blue", "square", "top left"))
     )
-    words = frozen_lm.cell_words(scene)
-    assert len(words) == 9
-    assert words[data.POSITIONS.index("top")] == "red_circle"
-    assert words[data.POSITIONS.index("left")] == "blue_square"
-    assert words[0] == "empty_top_left" and words[-1] == "empty_bottom_right"
-    assert sum(w.startswith("empty_") for w in words) == 7
-    assert frozen_lm.described_scene(scene) == " ".join(words)
+    cells = frozen_lm.cell_words(scene)
+    assert len(cells) == 9
+    assert cells[0] == ["blue", "square", "top", "left"]
+    assert cells[1] == ["red", "circle", "top"]
+    assert cells[2] == ["empty", "top", "right"] and cells[-1] == ["empty", "bottom", "right"]
+    assert frozen_lm.described_scene(scene).startswith("blue square top left | red circle top |")
 
 
-def test_every_cell_word_is_one_token_and_the_course_ids_do_not_move(tokenizer):
+def test_the_tokenizer_adds_one_word_and_moves_no_course_id(tokenizer):
     from mmcourse.tokenizer import VOCAB
 
-    for word in frozen_lm.CELL_WORDS:
-        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
-        assert len(ids) == 1 and ids[0] != tokenizer.unk_token_id, word
+    assert len(tokenizer) == len(VOCAB) + 1
     for word, index in VOCAB.items():
         assert tokenizer.convert_tokens_to_ids(word) == index
-    assert len(tokenizer) == len(VOCAB) + len(frozen_lm.CELL_WORDS)
+    for scene in data.scenes("val", 20):
+        for words in frozen_lm.cell_words(scene):
+            assert tokenizer.unk_token_id not in tokenizer.convert_tokens_to_ids(words)
 
 
-def test_a_text_row_is_the_vlm_row_with_cell_words_for_image_tokens(tokenizer):
+def test_a_cell_vector_is_the_sum_of_its_words_embeddings(tokenizer, text_model):
+    scenes = data.scenes("val", 3, n_objects=2)
+    cells = frozen_lm.scene_embeddings(text_model, tokenizer, scenes)
+    assert cells.shape == (3, 9, TINY.hidden_size)
+    table = text_model.get_input_embeddings().weight
+    for b, scene in enumerate(scenes):
+        for c, words in enumerate(frozen_lm.cell_words(scene)):
+            by_hand = table[tokenizer.convert_tokens_to_ids(words)].sum(0)
+            torch.testing.assert_close(cells[b, c], by_hand)
+
+
+def test_a_text_row_is_the_vlm_row_with_cells_for_image_tokens(tokenizer, text_model):
+    reader = frozen_lm.TextLM(text_model, tokenizer)
     scene, qa = data.qa_example(3, kind="color")
-    batch = frozen_lm.text_batch(tokenizer, [scene, None], [qa.question, ""], [qa.answer, "a b"])
-    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    assert ids.shape == mask.shape == labels.shape and ids.shape[0] == 2
-    row = tokenizer.convert_ids_to_tokens(ids[0][mask[0] == 1].tolist())
-    assert row[:9] == frozen_lm.cell_words(scene)
-    assert row[9] == "[BOS]" and row[-2:] == [qa.answer, "[EOS]"]
-    labelled = labels[0][labels[0] != IGNORE_INDEX].tolist()
+    inputs = reader.training_inputs([scene], [qa.question], [qa.answer])
+    text = frozen_lm.text_batch(tokenizer, [qa.question], [qa.answer])
+    length = text["input_ids"].shape[1]
+    assert inputs["inputs_embeds"].shape == (1, 9 + length, TINY.hidden_size)
+    assert inputs["attention_mask"][0, :9].tolist() == [1] * 9
+    labels = inputs["labels"][0]
+    assert (labels[:9] == IGNORE_INDEX).all()
+    labelled = labels[labels != IGNORE_INDEX].tolist()
     assert tokenizer.convert_ids_to_tokens(labelled) == [qa.answer, "[EOS]"]
-    # no scene: the row starts at [BOS]
-    assert tokenizer.convert_ids_to_tokens(ids[1, :2].tolist()) == ["[BOS]", "[EOS]"]
+    alone = reader.training_inputs(None, [""], ["a red circle at the top"])
+    assert alone["inputs_embeds"].shape[1] == alone["labels"].shape[1] < 9 + 12
     with pytest.raises(ValueError, match="as many"):
-        frozen_lm.text_batch(tokenizer, [scene], [], [])
+        frozen_lm.text_batch(tokenizer, ["a"], [])
+
+
+def test_perturbed_cells_change_loudness_not_direction():
+    cells = torch.randn(2, 9, 16)
+    torch.testing.assert_close(frozen_lm.perturb_cells(cells, torch.zeros(2, 9, 1)), cells)
+    draws = torch.randn(2, 9, 1, generator=torch.Generator().manual_seed(0)) * 3
+    louder = frozen_lm.perturb_cells(cells, draws)
+    ratio = louder.norm(dim=-1) / cells.norm(dim=-1)
+    assert (ratio >= 0.5).all() and (ratio <= 2).all() and not torch.allclose(ratio, ratio[0, 0])
+    cosine = torch.nn.functional.cosine_similarity(louder, cells, dim=-1)
+    torch.testing.assert_close(cosine, torch.ones_like(cosine))
 
 
 def test_reading_generates_through_the_vlm_path(tokenizer, text_model):
@@ -71,6 +94,8 @@ def test_reading_generates_through_the_vlm_path(tokenizer, text_model):
     assert inputs["attention_mask"][:, -1].all()
     answers = frozen_lm.read_scenes(reader, scenes, ["", "", ""], max_new_tokens=4)
     assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    with pytest.raises(ValueError, match="3 scenes but 1 questions"):
+        frozen_lm.read_scenes(reader, scenes, [""])
 
 
 def _peft_q_proj(text_model):
@@ -126,7 +151,7 @@ def test_peft_freezes_the_base_and_merging_keeps_the_function(text_model):
         if "lora_B" in name:
             with torch.no_grad():
                 p.normal_(std=0.1)
-    ids = torch.randint(4, 60, (2, 11))
+    ids = torch.randint(4, 40, (2, 11))
     with torch.no_grad():
         adapted = model(input_ids=ids).logits
         merged = frozen_lm.merge_lora(model)
@@ -136,20 +161,33 @@ def test_peft_freezes_the_base_and_merging_keeps_the_function(text_model):
 
 
 def test_attribute_hits():
-    assert frozen_lm.attribute_hits("red_circle", "red_circle") == {
+    cell = ["red", "circle", "top", "left"]
+    assert frozen_lm.attribute_hits(cell, cell) == {
         "color": True,
         "shape": True,
-        "both": True,
+        "position": True,
+        "all": True,
     }
-    assert frozen_lm.attribute_hits("red", "red_circle") == {
+    assert frozen_lm.attribute_hits(["red", "square", "top"], cell) == {
         "color": True,
         "shape": False,
-        "both": False,
-    }
-    assert frozen_lm.attribute_hits("blue_circle", "red_circle")["shape"]
-    assert frozen_lm.attribute_hits("empty_top", "empty_top") == {"empty": True, "position": True}
-    assert frozen_lm.attribute_hits("empty_top", "empty_top_left") == {
-        "empty": True,
         "position": False,
+        "all": False,
     }
-    assert frozen_lm.attribute_hits("top", "empty_top") == {"empty": False, "position": True}
+    # an object read as empty: wrong content, right place
+    assert frozen_lm.attribute_hits(["empty", "top", "left"], cell) == {
+        "color": False,
+        "shape": False,
+        "position": True,
+        "all": False,
+    }
+    assert frozen_lm.attribute_hits(["empty", "top"], ["empty", "top"]) == {
+        "empty": True,
+        "position": True,
+    }
+    assert frozen_lm.attribute_hits(["blue", "circle", "top"], ["empty", "top"]) == {
+        "empty": False,
+        "position": True,
+    }
+    assert frozen_lm.word_hits(["red", "top", "a"], cell) == {"color": True, "shape": False}
+    assert len(frozen_lm.possible_cells()) == 9 * 25

@@ -73,12 +73,16 @@ def attribute_hits(read: list[str], cell: list[str]) -> dict[str, bool]:
     """Which attributes of a cell (`cell_words`, e.g. ["red", "circle", "top", "left"]) a cell read
     back from a token (`nearest_cells`) gets right: for an object its color, shape, position and
     all; for an empty cell that it is empty, and where."""
+
+    def place(words: list[str]) -> list[str]:
+        return words[1:] if words[0] == EMPTY else words[2:]
+
     if cell[0] == EMPTY:
-        return {"empty": read[0] == EMPTY, "position": read[1:] == cell[1:]}
+        return {"empty": read[0] == EMPTY, "position": place(read) == place(cell)}
     return {
         "color": read[0] == cell[0],
-        "shape": read[1:2] == cell[1:2],
-        "position": read[2:] == cell[2:] and read[0] != EMPTY,
+        "shape": read[0] != EMPTY and read[1] == cell[1],
+        "position": place(read) == place(cell),
         "all": read == cell,
     }
 

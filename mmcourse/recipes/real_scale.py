@@ -142,7 +142,6 @@ def step_cost(recipe, steps: int = 3, warmup: int = 1) -> dict:
     """Median seconds per training step of a two-stage recipe, and the peak memory (the process's
     resident set on a CPU; allocated memory on a GPU). The model is built, nothing is saved."""
     from ..recipes.two_stage import build, stage_batch
-    from ..vision import pixel_values
     from ..vlm import answer_loss
 
     model = build(recipe).train()
@@ -157,7 +156,7 @@ def step_cost(recipe, steps: int = 3, warmup: int = 1) -> dict:
         images, questions, answers = stage_batch(step, recipe, range(recipe.train.batch_size))
         batch = model.training_batch(questions, answers)
         labels = batch.pop("labels")
-        logits = model(pixel_values(images, model.processor), **batch).logits
+        logits = model(model.pixel_values(images), **batch).logits
         loss = answer_loss(logits, model.full_labels(labels))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -2,11 +2,14 @@
 
 Lesson 09 explains it. It never reads an image token. Each batch is, in words:
 
-- reading comprehension (most of it): a described scene (one word per cell, `frozen_lm`), then one
-  of the five kinds of question about it, balanced as in lesson 00, and its answer;
-- describing a described scene: the same 9 words, an empty question, the scene's caption;
+- reading comprehension (most of it): a described scene (9 cell vectors, each the sum of its
+  words' embeddings: `frozen_lm`), then one of the five kinds of question about it, "where"
+  questions three times as often as each other kind, and its answer;
+- describing a described scene: the same 9 vectors, an empty question, the scene's caption;
 - plain scene descriptions: a caption with nothing before it (the language of captions alone).
 
+The cell vectors are rescaled while it learns (`frozen_lm.perturb_cells`: by 1/2 to 2), so it reads
+what a cell says rather than how loud it is.
 The withheld color-shape pairs never appear, and the loss is averaged per example, as in the VLM
 recipe.
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoints, data, frozen_lm, metrics
+from .. import data, frozen_lm, metrics
 from ..language_model import LanguageConfig, build_language_model
 from ..utils import get_device, seed_everything
 from ..vlm import answer_loss
@@ -52,10 +55,10 @@ class LMRecipe:
     # questions per kind (color, shape, position, count, exists): "where" questions need the most
     # (a cell's place must be read off the one cell that matches two words), so they come thrice
     kind_weights: tuple[int, ...] = (1, 1, 3, 1, 1)
-    perturb_cells: bool = True  # read scenes from blurred cell vectors (frozen_lm.perturb_cells)
+    perturb_cells: bool = True  # cell vectors rescaled by 1/2 to 2 (frozen_lm.perturb_cells)
     loss_per: str = "example"
     train: TrainConfig = TrainConfig(
-        steps=4000, batch_size=96, lr=2e-3, warmup_steps=100, eval_every=500, save_every=500
+        steps=3500, batch_size=96, lr=2e-3, warmup_steps=100, eval_every=500, save_every=500
     )
 
 
@@ -134,9 +137,8 @@ def train_lm(
         draws = None
         if recipe.perturb_cells:
             # drawn for the whole batch from the step alone: the same in one process or many
-            hidden = model.config.hidden_size
             generator = torch.Generator().manual_seed(step)
-            draws = torch.randn(config.batch_size, 9, hidden + 1, generator=generator)
+            draws = torch.randn(config.batch_size, 9, 1, generator=generator)
             draws = draws[list(positions)]
         for rows, alone in zip(groups, (False, True)):
             if not rows:
@@ -183,12 +185,7 @@ train = train_lm
 
 def load(folder: str | Path) -> frozen_lm.TextLM:
     """A text-only Llama folder with its tokenizer (shipped name or path)."""
-    with checkpoints.quiet_transformers():
-        from transformers import AutoTokenizer, LlamaForCausalLM
-
-    folder = checkpoints.resolve(folder)
-    model = checkpoints.from_pretrained(LlamaForCausalLM, folder).to(get_device()).eval()
-    return frozen_lm.TextLM(model, checkpoints.from_pretrained(AutoTokenizer, folder))
+    return frozen_lm.load_lm(folder)
 
 
 def measure(

@@ -269,7 +269,10 @@ class MultimodalModel(nn.Module):
         """Left-padded `inputs_embeds` (B, L, D) and `attention_mask` (B, L): image tokens, then
         each prompt."""
         image = self.encode_image(pixel_values)  # (B, N_img, D)
-        prompts = [torch.tensor(self.prompt_ids(q), device=self.device) for q in questions]
+        prompts = [
+            torch.tensor(self.prompt_ids(q), dtype=torch.long, device=self.device)
+            for q in questions
+        ]  # an empty prompt (a tokenizer without [BOS]) is an empty int tensor
         length = image.shape[1] + max(len(p) for p in prompts)
         pad_embedding = self.embed_text(torch.tensor([self.tokenizer.pad_token_id]))[0]  # (D,)
         embeds = pad_embedding.expand(len(prompts), length, -1).clone()  # (B, L, D)
