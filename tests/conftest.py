@@ -34,6 +34,7 @@ SLOW_NOTEBOOKS = {
     "06_captioning_and_decoding.ipynb",
     "07_visual_question_answering.ipynb",
     "08_attention.ipynb",
+    "09_frozen_language_model.ipynb",
     "ex06_decoding.ipynb",
     "ex07_vqa.ipynb",
 }

@@ -144,3 +144,26 @@ def test_eval_vlm_prints_the_metrics_table(tmp_path, nano_clip_folder):
         assert row in done.stdout, row
     missing = run("eval", "vlm", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "not an mmcourse VLM folder" in missing.stderr
+
+
+def test_train_options_a_recipe_lacks_are_refused_by_name():
+    done = run("train", "shapes-clip", "--vision", "models/clip", "--run-dir", "never-written")
+    assert done.returncode == 2
+    assert "the recipe shapes-clip has no --vision" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_recipe_option_is_refused_before_anything_is_written(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run("train", "shapes-vlm-aligned", "--run-dir", str(run_dir), "--merge", "0")
+    assert done.returncode == 2
+    assert "merge must be a positive int" in done.stderr and "Traceback" not in done.stderr
+    assert not run_dir.exists()
+
+
+@pytest.mark.slow
+def test_eval_lm_prints_the_text_qa_table():
+    done = run("eval", "lm", "--n", "40", "--start", "321")
+    assert done.returncode == 0, done.stderr
+    for row in ("| position |", "| count |", "describing a described scene", "| 3 obj |"):
+        assert row in done.stdout

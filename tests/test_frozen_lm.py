@@ -74,17 +74,6 @@ def test_a_text_row_is_the_vlm_row_with_cells_for_image_tokens(tokenizer, text_m
         frozen_lm.text_batch(tokenizer, ["a"], [])
 
 
-def test_perturbed_cells_change_loudness_not_direction():
-    cells = torch.randn(2, 9, 16)
-    torch.testing.assert_close(frozen_lm.perturb_cells(cells, torch.zeros(2, 9, 1)), cells)
-    draws = torch.randn(2, 9, 1, generator=torch.Generator().manual_seed(0)) * 3
-    louder = frozen_lm.perturb_cells(cells, draws)
-    ratio = louder.norm(dim=-1) / cells.norm(dim=-1)
-    assert (ratio >= 0.5).all() and (ratio <= 2).all() and not torch.allclose(ratio, ratio[0, 0])
-    cosine = torch.nn.functional.cosine_similarity(louder, cells, dim=-1)
-    torch.testing.assert_close(cosine, torch.ones_like(cosine))
-
-
 def test_reading_generates_through_the_vlm_path(tokenizer, text_model):
     reader = frozen_lm.TextLM(text_model, tokenizer)
     scenes = data.scenes("val", 3)

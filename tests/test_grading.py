@@ -414,7 +414,12 @@ MUTATIONS = [
     ),
     (
         "ex09_trainable",
-        ('return tune == "full" or ".lora_" in name', 'return tune != "lora" or ".lora_" in name'),
+        (
+            'if part != "language_model" or tune == "projector":\n            return False\n'
+            '        return tune == "full" or ".lora_" in name',
+            'if part != "language_model":\n            return False\n'
+            '        return tune != "lora" or ".lora_" in name',
+        ),
         "Stage 1 trains the projector alone",
     ),
     (

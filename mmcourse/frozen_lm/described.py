@@ -31,7 +31,6 @@ __all__ = [
     "describe_scenes",
     "described_scene",
     "load_lm",
-    "perturb_cells",
     "read_scenes",
     "scene_embeddings",
     "text_batch",
@@ -76,16 +75,6 @@ def scene_embeddings(language_model: nn.Module, tokenizer, scenes: Sequence[data
     return (table(ids.to(device)) * used.to(device, table.weight.dtype)[..., None]).sum(2)
 
 
-def perturb_cells(cells: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
-    """Cell vectors (B, 9, D) at another loudness, as a projector might write them: each scaled by
-    2^tanh(z), between 1/2 and 2, for standard normal draws z (B, 9, 1). A language model
-    pretrained on these reads a cell by its direction, what it says, not by its exact length:
-    without them the stage-1 model undercounted by one (its image tokens are quieter than a sum of
-    four word embeddings). Noise added as well, at half the vectors' RMS, stalled pretraining (text
-    QA 50 % after 1,000 steps against 85 %)."""
-    return cells * 2 ** torch.tanh(draws)
-
-
 def _prompt_ids(tokenizer, question: str) -> list[int]:
     return list(tokenizer(data.normalize_question(question) if question else "")["input_ids"])
 
@@ -128,11 +117,9 @@ class TextLM:
         scenes: Sequence[data.Scene] | None,
         questions: Sequence[str],
         answers: Sequence[str],
-        perturb: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """`inputs_embeds`, `attention_mask` and `labels` for the language model: the described
-        scenes (none when `scenes` is None: captions alone), then the text. `perturb` (B, 9, 1)
-        rescales the cell vectors: `perturb_cells`."""
+        scenes (none when `scenes` is None: captions alone), then the text."""
         batch = text_batch(self.tokenizer, questions, answers)
         text = self.embed(batch["input_ids"])  # (B, T, D)
         if scenes is None:
@@ -142,8 +129,6 @@ class TextLM:
                 "labels": batch["labels"].to(self.device),
             }
         cells = scene_embeddings(self.language_model, self.tokenizer, scenes)  # (B, 9, D)
-        if perturb is not None:
-            cells = perturb_cells(cells, perturb.to(cells.device))
         return join_inputs(cells, text, batch["attention_mask"], batch["labels"])
 
     def generation_inputs(

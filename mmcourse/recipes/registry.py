@@ -1,4 +1,6 @@
 """Every shipped model's recipe, by name: what `mmcourse train`, `mmcourse eval` and `ship` read.
+(Two entries are not shipped: stage 2 with full fine-tuning and with the projector alone, trained to
+be compared with the shipped LoRA model in lesson 09.)
 
 A new shipped model is one new entry in `RECIPES`: its name, what kind of model it is, and the
 recipe module that trains it (with options). A recipe module provides the same few names:
@@ -25,6 +27,8 @@ class Recipe:
     kind: str  # "clip", "vlm" or "lm": what `mmcourse eval KIND` measures
     module: str  # the recipe module in mmcourse.recipes
     options: dict[str, Any] = field(default_factory=dict)  # passed to the module's `default`
+    # False for a recipe trained only to be compared with a shipped one (lesson 09's stage 2)
+    shipped: bool = True
 
     @property
     def recipe_module(self) -> ModuleType:
@@ -44,8 +48,14 @@ RECIPES: dict[str, Recipe] = {
         Recipe("shapes-lm", "lm", "shapes_lm"),
         Recipe("shapes-vlm-aligned", "vlm", "two_stage", {"stage": 1}),
         Recipe("shapes-vlm-lora", "vlm", "two_stage", {"stage": 2, "tune": "lora"}),
-        Recipe("shapes-vlm-full-ft", "vlm", "two_stage", {"stage": 2, "tune": "full"}),
-        Recipe("shapes-vlm-projector-only", "vlm", "two_stage", {"stage": 2, "tune": "projector"}),
+        Recipe("shapes-vlm-full-ft", "vlm", "two_stage", {"stage": 2, "tune": "full"}, False),
+        Recipe(
+            "shapes-vlm-projector-only",
+            "vlm",
+            "two_stage",
+            {"stage": 2, "tune": "projector"},
+            False,
+        ),
     )
 }
 

@@ -3,24 +3,18 @@
 Lesson 09 explains it. It never reads an image token. Each batch is, in words:
 
 - reading comprehension (most of it): a described scene (9 cell vectors, each the sum of its
-  words' embeddings: `frozen_lm`), then one of the five kinds of question about it, "where"
-  questions three times as often as each other kind, and its answer;
+  words' embeddings: `frozen_lm`), then one of the five kinds of question about it, balanced as in
+  lesson 00, and its answer;
 - describing a described scene: the same 9 vectors, an empty question, the scene's caption;
 - plain scene descriptions: a caption with nothing before it (the language of captions alone).
-
-The cell vectors are rescaled while it learns (`frozen_lm.perturb_cells`: by 1/2 to 2), so it reads
-what a cell says rather than how loud it is.
 The withheld color-shape pairs never appear, and the loss is averaged per example, as in the VLM
 recipe.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
 
 from .. import data, frozen_lm, metrics
 from ..language_model import LanguageConfig, build_language_model
@@ -51,14 +45,10 @@ class LMRecipe:
         hidden_size=128, layers=4, heads=4, intermediate_size=384
     )
     describe_share: float = 0.2  # described scene -> caption
-    caption_share: float = 0.05  # a caption alone
-    # questions per kind (color, shape, position, count, exists): "where" questions need the most
-    # (a cell's place must be read off the one cell that matches two words), so they come thrice
-    kind_weights: tuple[int, ...] = (1, 1, 3, 1, 1)
-    perturb_cells: bool = True  # cell vectors rescaled by 1/2 to 2 (frozen_lm.perturb_cells)
+    caption_share: float = 0.1  # a caption alone
     loss_per: str = "example"
     train: TrainConfig = TrainConfig(
-        steps=3500, batch_size=96, lr=2e-3, warmup_steps=100, eval_every=500, save_every=500
+        steps=2500, batch_size=96, lr=2e-3, warmup_steps=100, eval_every=500, save_every=500
     )
 
 
@@ -79,8 +69,7 @@ def lm_batch(
             questions.append("")
             answers.append(data.caption(scene))
         else:
-            kind = random.Random(f"kind {seed}").choices(data.KINDS, recipe.kind_weights)[0]
-            scene, qa = data.qa_example(seed, kind=kind, pairs="seen")
+            scene, qa = data.qa_example(seed, pairs="seen")
             scenes.append(scene)
             questions.append(qa.question)
             answers.append(qa.answer)
@@ -134,12 +123,6 @@ def train_lm(
             for alone in (False, True)
         ]
         total = 0.0
-        draws = None
-        if recipe.perturb_cells:
-            # drawn for the whole batch from the step alone: the same in one process or many
-            generator = torch.Generator().manual_seed(step)
-            draws = torch.randn(config.batch_size, 9, 1, generator=generator)
-            draws = draws[list(positions)]
         for rows, alone in zip(groups, (False, True)):
             if not rows:
                 continue
@@ -147,7 +130,6 @@ def train_lm(
                 None if alone else [scenes[i] for i in rows],
                 [questions[i] for i in rows],
                 [answers[i] for i in rows],
-                None if alone or draws is None else draws[rows],
             )
             labels = inputs.pop("labels")
             loss = answer_loss(model(**inputs).logits, labels, recipe.loss_per)

@@ -35,6 +35,8 @@ def ship(name: str, run_dir: str | Path, eval_size: int = 1000, start: int = 0) 
     """Copy the finished run `run_dir` of the registry's recipe `name` into the package; return the
     folder."""
     entry = get(name)
+    if not entry.shipped:
+        raise ValueError(f"{name} is trained to be compared, not shipped: its runs stay in runs/.")
     module = entry.recipe_module
     run_dir = Path(run_dir)
     last = run_dir / "last"

@@ -40,6 +40,7 @@ __all__ = [
     "finish_folder",
     "load",
     "measure",
+    "recipe_dict",
     "recorded_runs",
     "report",
     "stage_batch",
@@ -70,6 +71,10 @@ class StageRecipe:
     def __post_init__(self) -> None:
         if self.tune not in TUNES:
             raise ValueError(f"tune must be one of {', '.join(TUNES)}, got {self.tune!r}.")
+        if not isinstance(self.merge, int) or self.merge < 1:
+            raise ValueError(
+                f"merge must be a positive int (1: one image token per patch), got {self.merge!r}."
+            )
         if self.stage not in (1, 2):
             raise ValueError(f"stage is 1 (alignment) or 2 (instructions), got {self.stage!r}.")
         if self.stage == 1 and (self.tune != "projector" or self.caption_share != 1.0):
@@ -178,7 +183,8 @@ def _save_extra(model: MultimodalModel, counts: dict, lora: bool):
     return save
 
 
-def _described(recipe: StageRecipe) -> dict:
+def recipe_dict(recipe: StageRecipe) -> dict:
+    """The recipe as its run records it (the LoRA settings only where LoRA is used)."""
     return {**asdict(recipe), "lora": asdict(recipe.lora) if recipe.tune == "lora" else None}
 
 
@@ -192,7 +198,7 @@ def train_stage(
     """Train (or resume) one stage; returns (model, TrainResult). Every evaluation asks questions,
     so stage 1's curve is zero-shot VQA."""
     config = recipe.train
-    record_recipe(run_dir, _described(recipe))
+    record_recipe(run_dir, recipe_dict(recipe))
     seed_everything(config.seed)
     model = build(recipe)
     counts = frozen_lm.count_parameters(model)
