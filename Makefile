@@ -47,4 +47,5 @@ bench:
 	$(VENV_PY) benchmarks/vlm.py
 	$(VENV_PY) benchmarks/attention_widgets.py
 	$(VENV_PY) benchmarks/grading.py
+	$(VENV_PY) benchmarks/two_stage.py --real
 	$(VENV_PY) benchmarks/course_runtime.py

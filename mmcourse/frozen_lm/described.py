@@ -113,10 +113,7 @@ class TextLM:
         return self.language_model.get_input_embeddings()(ids.to(self.device))
 
     def training_inputs(
-        self,
-        scenes: Sequence[data.Scene] | None,
-        questions: Sequence[str],
-        answers: Sequence[str],
+        self, scenes: Sequence[data.Scene] | None, questions: Sequence[str], answers: Sequence[str]
     ) -> dict[str, torch.Tensor]:
         """`inputs_embeds`, `attention_mask` and `labels` for the language model: the described
         scenes (none when `scenes` is None: captions alone), then the text."""

@@ -20,7 +20,7 @@ from .. import clip, contrastive, data
 from ..tokenizer import build_tokenizer
 from ..utils import get_device, seed_everything
 from ..vision import CLIP_MEAN, CLIP_STD, pixel_values
-from .loop import TrainConfig, record_recipe, train_loop
+from .loop import TrainConfig, distributed, record_recipe, train_loop
 
 __all__ = [
     "ClipRecipe",
@@ -121,6 +121,12 @@ def train_clip(
 ):
     """Train (or resume) a shapes-world CLIP; returns (model, TrainResult). `RUN/last` is a complete
     HF folder."""
+    if distributed()[1] > 1:
+        raise ValueError(
+            "the CLIP recipe scores every image against every text of the batch, so a shard per "
+            "process would lose most negatives; run it in one process (python -m mmcourse train "
+            "clip), or gather the features across processes first."
+        )
     tokenizer = build_tokenizer()
     seed_everything(recipe.train.seed)
     model = clip.build_clip(recipe.model).to(get_device())

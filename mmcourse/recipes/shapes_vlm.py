@@ -22,7 +22,7 @@ from ..language_model import LanguageConfig, build_language_model
 from ..utils import get_device, seed_everything
 from ..vision import pixel_values
 from ..vlm import MultimodalModel, VLMConfig, answer_loss
-from .loop import TrainConfig, record_recipe, train_loop
+from .loop import TrainConfig, record_recipe, shard, train_loop
 
 __all__ = [
     "VLMRecipe",
@@ -65,13 +65,13 @@ def recipe(image_tokens: str = "patches") -> VLMRecipe:
 
 
 def vlm_batch(
-    step: int, recipe: VLMRecipe, batch_size: int
+    step: int, recipe: VLMRecipe, batch_size: int, positions=None
 ) -> tuple[torch.Tensor, list[str], list[str]]:
     """The training batch of `step`: uint8 images (B, 3, H, W), prompts ("" for a caption) and
-    targets."""
+    targets; only the examples at `positions` of it (this process's `shard`) when given."""
     captions = round(recipe.caption_share * batch_size)
     scenes, questions, answers = [], [], []
-    for i in range(batch_size):
+    for i in range(batch_size) if positions is None else positions:
         seed = data.split_seed("train", step * batch_size + i)
         if i < captions:
             scene = data.random_scene(seed, pairs="seen")
@@ -124,9 +124,10 @@ def train_vlm(
     record_recipe(run_dir, asdict(recipe))
     seed_everything(config.seed)
     model = build_vlm(recipe)
+    positions = shard(config.batch_size)
 
     def step_loss(model, step):
-        images, questions, answers = vlm_batch(step, recipe, config.batch_size)
+        images, questions, answers = vlm_batch(step, recipe, config.batch_size, positions)
         batch = model.training_batch(questions, answers)
         labels = batch.pop("labels")
         logits = model(pixel_values(images), **batch).logits

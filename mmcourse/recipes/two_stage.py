@@ -54,11 +54,11 @@ TUNES = frozen_lm.TUNES
 @dataclass(frozen=True)
 class StageRecipe:
     stage: int = 1
-    tune: str = "projector"  # what trains besides nothing else: see TUNES
+    tune: str = "projector"  # besides the projector: nothing, LoRA adapters, or the LM (TUNES)
     vision: str = "shapes-clip"  # a CLIP folder (full or vision-only) with its image processor
     language: str = "shapes-lm"  # a Llama-architecture folder with its tokenizer
     projector: str = "mlp"
-    merge: int = 3  # 3 x 3 blocks: one image token per cell, as a described scene has one word
+    merge: int = 3  # 3 x 3 blocks: one image token per cell, as a described scene has one vector
     layer: int = -1
     start_from: str | None = None  # stage 2: the stage-1 VLM whose projector it starts from
     caption_share: float = 1.0  # the rest of each batch is balanced questions
