@@ -21,11 +21,13 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import checkpoints, data, frozen_lm, metrics
+from .. import checkpoints, frozen_lm, metrics
 from ..utils import get_device, seed_everything
 from ..vlm import MultimodalModel, VLMConfig, answer_loss
 from .loop import TrainConfig, record_recipe, shard, train_loop
-from .shapes_vlm import caption_table, finish_folder, vqa_table
+
+# a two-stage VLM is loaded, measured and reported as the from-scratch ones are
+from .shapes_vlm import caption_table, finish_folder, load, measure, report, vlm_batch, vqa_table
 
 __all__ = [
     "CARD",
@@ -108,22 +110,8 @@ def default(stage: int = 1, tune: str = "projector") -> StageRecipe:
 
 def stage_batch(step: int, recipe: StageRecipe, positions):
     """The examples at `positions` of step `step`'s batch: uint8 images, prompts ("" for a caption)
-    and targets. The same scenes as the from-scratch recipe at the same step."""
-    batch_size = recipe.train.batch_size
-    captions = round(recipe.caption_share * batch_size)
-    scenes, questions, answers = [], [], []
-    for i in positions:
-        seed = data.split_seed("train", step * batch_size + i)
-        if i < captions:
-            scene = data.random_scene(seed, pairs="seen")
-            question, answer = "", data.caption(scene)
-        else:
-            scene, qa = data.qa_example(seed, pairs="seen")
-            question, answer = qa.question, qa.answer
-        scenes.append(scene)
-        questions.append(question)
-        answers.append(answer)
-    return data.render_batch(scenes), questions, answers
+    and targets; the from-scratch recipe's draw, so the same scenes at the same step."""
+    return vlm_batch(step, recipe, recipe.train.batch_size, positions)
 
 
 def build(recipe: StageRecipe) -> MultimodalModel:
@@ -234,26 +222,6 @@ CURVE_METRIC = "vqa all"
 train = train_stage
 
 
-def load(folder: str | Path) -> MultimodalModel:
-    return MultimodalModel.from_pretrained(checkpoints.resolve(folder))
-
-
-def measure(model: MultimodalModel, eval_size: int, start: int = 0, progress: bool = True) -> dict:
-    """Questions and captions on fresh test scenes, and the baselines (as for the from-scratch
-    VLMs)."""
-    measured = metrics.evaluate_vlm(
-        model, eval_size, eval_size, split="test", start=start, progress=progress
-    )
-    baselines = metrics.baseline_scores(n_questions=eval_size, split="test", start=start)
-    return {
-        "eval_size": eval_size,
-        "split": "test",
-        "start": start,
-        "metrics": measured,
-        "baselines": baselines,
-    }
-
-
 _WHAT = {
     ("1", "projector"): "stage 1 (feature alignment): only the projector trained, on captions; "
     "both towers frozen. It never saw a question with an image: its answers are zero-shot",
@@ -299,13 +267,3 @@ def recorded_runs() -> dict[str, dict]:
     their last validation evaluation, trained parameters and CPU minutes, as
     `benchmarks/two_stage.py --runs ... --record` wrote them."""
     return json.loads(RESULTS.read_text())
-
-
-def report(name: str, size: int = 1000, start: int = 0) -> str:
-    measured = measure(load(name), size, start)
-    return (
-        f"{name}: {size} fresh test questions and {size} captions (start {start}), greedy "
-        "decoding\n\n"
-        f"{vqa_table(measured['metrics'], measured['baselines'])}\n\n"
-        f"{caption_table(measured['metrics'])}"
-    )
