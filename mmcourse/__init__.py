@@ -4,7 +4,8 @@ Three layers (the README's "Contributing" shows the tree):
 
 - **concepts**, what a learner reads beside a lesson, one per chapter: `data`, `tokenizer`, `utils`,
   `vision`, `contrastive`, `clip`, `projection`, `language_model`, `vlm`, `metrics`, `attention`,
-  `plotting`, `widgets`, `frozen_lm` (and `checkpoints`, the one resolver of model names);
+  `plotting`, `widgets`, `frozen_lm` (and `checkpoints`, the one resolver of model names;
+  `tutorial`, the tutorial's own code kept with its faults for the lessons to fix);
 - **recipes**, how each shipped model is trained and shipped: `recipes`;
 - **course tooling**, not ML: `course` (the CLI, set-up, doctor, release) and `grading` (check,
   grader, sandbox).
@@ -35,6 +36,7 @@ CONCEPTS = (
     "plotting",
     "widgets",
     "frozen_lm",
+    "tutorial",
 )
 RECIPES = ("recipes",)
 COURSE_TOOLING = ("course", "grading")

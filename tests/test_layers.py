@@ -33,6 +33,7 @@ CHAPTER = dict(
     attention=8,
     widgets=8,
     frozen_lm=9,
+    tutorial=1,
 )
 ANYWHERE = {"utils", "checkpoints"}
 #: "About 300 lines": a concept module that grows past this is split (one job per module).
@@ -150,9 +151,11 @@ def test_the_cli_builds_without_importing_torch():
 
 
 def test_one_generate_path():
+    # `tutorial.py` is the tutorial's own code, kept with its faults for the lessons to fix: nothing
+    # in the library calls it
     callers = [
         str(path.relative_to(PACKAGE))
         for path in PACKAGE.rglob("*.py")
-        if ".generate(" in path.read_text()
+        if ".generate(" in path.read_text() and path.name != "tutorial.py"
     ]
     assert callers == ["vlm/decoding.py"], callers
