@@ -13,17 +13,19 @@ chance. `ContrastiveLoss(temperature=0.07)` is the tutorial's fixed-temperature 
 `learnable=True` trains the scale, initialised at log(1/0.07) and clamped at ln 100 like CLIP.
 `positive_mask` counts identical texts in a batch as positives instead of negatives (in the shapes
 world, "a red circle and a blue square" recurs), and `hard_negative` makes texts one attribute away
-that each image is also scored against. `clip_loss` puts the steps together; it is the loss that
-trains the shipped `shapes-clip` (with the CLIP's own logit scale).
+that each image is also scored against (`hard_negative_texts` lists them all). `clip_loss` puts
+the steps together; it is the loss that trains the shipped `shapes-clip` (with the CLIP's own
+logit scale).
 
 The tiny CLIP itself (config, builder, evaluation) is `mmcourse.clip`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,7 @@ __all__ = [
     "clip_loss",
     "diagonal_targets",
     "hard_negative",
+    "hard_negative_texts",
     "logit_scale_init",
     "multi_positive_cross_entropy",
     "normalize",
@@ -227,6 +230,34 @@ def hard_negative(scene: data.Scene, rng: random.Random, pairs=data.SEEN_PAIRS) 
             return data.Scene(tuple(swapped))
         if new:
             return data.Scene(tuple(new[0] if k == i else o for k, o in enumerate(objects)))
+
+
+def hard_negative_texts(
+    scene: data.Scene, pairs: Iterable[tuple[str, str]] = data.SEEN_PAIRS
+) -> list[str]:
+    """Every alt text `hard_negative` can return for `scene`, each once, sorted.
+
+    Each is false for the image and one change away: one object's color or shape (into `pairs`
+    only), a lone object's position, or two objects of different kinds trading places. Two of one
+    kind trading places, or an object of a busy scene moving, would leave the alt text true.
+    """
+    objects = scene.objects
+    allowed = {tuple(p) for p in pairs}
+    changed: list[tuple[data.SceneObject, ...]] = []
+    for i, obj in enumerate(objects):
+        new = [dataclasses.replace(obj, color=c) for c in data.COLORS if (c, obj.shape) in allowed]
+        new += [dataclasses.replace(obj, shape=s) for s in data.SHAPES if (obj.color, s) in allowed]
+        if len(objects) == 1:
+            new += [dataclasses.replace(obj, position=p) for p in data.POSITIONS]
+        changed += [objects[:i] + (o,) + objects[i + 1 :] for o in new if o != obj]
+        for j in range(i + 1, len(objects)):
+            other = objects[j]
+            if other.pair != obj.pair:
+                swapped = list(objects)
+                swapped[i] = dataclasses.replace(obj, position=other.position)
+                swapped[j] = dataclasses.replace(other, position=obj.position)
+                changed.append(tuple(swapped))
+    return sorted({data.alt_text(data.Scene(c)) for c in changed})
 
 
 # --- measuring: zero-shot and retrieval

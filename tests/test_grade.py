@@ -19,7 +19,12 @@ SETTINGS = grade.Settings(
 )
 REFERENCES = grade.default_references(ROOT)
 SOLUTION = ROOT / "solutions" / "ex03_contrastive.ipynb"
-FULL = {"ex03_contrastive_loss": 3, "ex03_recall_at_k": 2, "ex03_zero_shot": 2}
+FULL = {
+    "ex03_contrastive_loss": 3,
+    "ex03_recall_at_k": 2,
+    "ex03_zero_shot": 2,
+    "ex03_hard_negatives": 3,
+}
 
 
 def submission(tmp_path, name, edit=None, raw=None):
@@ -197,7 +202,7 @@ def test_gradebook_names_resume_and_csv_escaping(bwrap, tmp_path):
     # same file name, different content
     assert len(written) == 2 and len({p.name for p in written}) == 2
     rows = (out / "grades.csv").read_text().splitlines()
-    assert len(rows) == 3 and sorted(r.split(",")[-4] for r in rows[1:]) == ["0", "7"]
+    assert len(rows) == 3 and sorted(r.split(",")[-4] for r in rows[1:]) == ["0", "10"]
     # a rerun resumes
     assert grade.grade_all([a, b], out, SETTINGS, REFERENCES, progress=False) == []
     assert (
@@ -387,7 +392,7 @@ def test_the_answer_cannot_write_into_the_gradebook_or_over_other_results(bwrap,
     rows = {
         r.split(",")[0]: r.split(",") for r in (out / "grades.csv").read_text().splitlines()[1:]
     }
-    assert rows["in__ex03_alice"][-4] == "7" and rows["in__ex03_mallory"][-4] == "5"
+    assert rows["in__ex03_alice"][-4] == "10" and rows["in__ex03_mallory"][-4] == "8"
     mallory = json.loads(next(out.glob("in__ex03_mallory-*.json")).read_text())
     status = {q["qid"]: q["status"] for q in mallory["questions"]}
     assert status["ex03_zero_shot"] == "error"

@@ -85,7 +85,7 @@ MUTATIONS = [
     ("ex01_preprocess", ("(pixels - mean) / std", "pixels / std - mean"), "(x - mean) / std"),
     (
         "ex01_preprocess",
-        ("torch.tensor(vision.CLIP_MEAN)", "torch.tensor((0.485, 0.456, 0.406))"),
+        ("torch.tensor(vision.CLIP_MEAN, ", "torch.tensor((0.485, 0.456, 0.406), "),
         None,
     ),
     (
@@ -103,6 +103,7 @@ MUTATIONS = [
         ("grid.permute(0, 2, 4, 1, 3, 5)", "grid.permute(0, 2, 4, 3, 5, 1)"),
         "channel first",
     ),
+    ("ex01_patchify", ("grid = grid.permute(0, 2, 4, 1, 3, 5)", "grid = grid"), "plain reshape"),
     (
         "ex02_spatial_grid",
         ("last_hidden_state[:, 1:]", "last_hidden_state[:, :-1]"),
@@ -122,6 +123,23 @@ MUTATIONS = [
         "not the dot product",
     ),
     ("ex02_similarity_map", ("unit[row, col]", "unit[col, row]"), "Row and column are swapped"),
+    ("ex02_locate", ("scores.argmax()", "scores.argmin()"), "*least* similar"),
+    (
+        "ex02_locate",
+        (".permute(0, 2, 1, 3)", ".permute(2, 0, 1, 3)"),
+        "Rows and columns of the cells",
+    ),
+    (
+        "ex02_locate",
+        ("cells = similarity.reshape(3, k, 3, k).permute(0, 2, 1, 3)", "cells = similarity"),
+        "runs of consecutive patches",
+    ),
+    (
+        "ex02_locate",
+        ("unit = torch.nn.functional.normalize(grid, dim=-1)", "unit = grid"),
+        "not the dot product",
+    ),
+    ("ex02_locate", (".mean(dim=1)", ".max(dim=1).values"), "*mean* similarity"),
     (
         "ex03_contrastive_loss",
         (
@@ -159,6 +177,29 @@ MUTATIONS = [
         ("similarity.topk(k, dim=1)", "similarity.topk(k + 1, dim=1)"),
         "Off by one",
     ),
+    (
+        "ex03_hard_negatives",
+        ("c != obj.color and (c, obj.shape) in pairs]", "c != obj.color]"),
+        "not in `pairs`",
+    ),
+    ("ex03_hard_negatives", ("if other.pair != obj.pair:", "if True:"), "own alt text"),
+    ("ex03_hard_negatives", ("changed.append(tuple(swapped))", "pass"), "trading places"),
+    ("ex03_hard_negatives", ("if len(objects) == 1:", "if False:"), "lone object's alt text"),
+    (
+        "ex03_hard_negatives",
+        (
+            "[dataclasses.replace(obj, color=c) for c in data.COLORS if c != obj.color and (c, "
+            "obj.shape) in pairs]",
+            "[dataclasses.replace(obj, color=c, shape=s) for c, s in pairs if c != obj.color]",
+        ),
+        "two changes away",
+    ),
+    (
+        "ex03_hard_negatives",
+        ("data.alt_text(data.Scene(c))", "data.caption(data.Scene(c))"),
+        "not captions",
+    ),
+    ("ex03_hard_negatives", ("return sorted({", "return list({"), "wrong order"),
     (
         "ex04_linear_projection",
         ("features @ weight.T + bias", "features @ weight + bias"),

@@ -206,6 +206,11 @@ TOKENIZE = Question(
     prompt="my_tokenize(text, vocab) -> list[int]: normalize, split, look up (unknown -> [UNK]), "
     "add [BOS]/[EOS].",
     oracle=_tokenize_reference,
+    references=(
+        "mmcourse.tokenizer.from_vocab",
+        "mmcourse.tokenizer.normalize",
+        "mmcourse.tokenizer.words",
+    ),
     visible=tuple({"text": t, "vocab": dict(tokenizer.VOCAB)} for t in _TOKENIZE_TEXTS),
     hidden=_tokenize_hidden,
     describe=lambda case: f"text={case['text']!r} (with the vocabulary you were given)",

@@ -125,6 +125,11 @@ def _channels_inside(case, expected, got) -> bool:
     return got.shape == expected.shape and np.allclose(got, alt)
 
 
+def _plain_reshape(case, expected, got) -> bool:
+    values = case["pixel_values"]
+    return got.shape == expected.shape and np.allclose(got, values.reshape(expected.shape))
+
+
 def _patchify_case(seed: int, batch: int, side: int, patch: int) -> dict:
     values = np.random.default_rng(seed).standard_normal((batch, 3, side, side)).astype(np.float32)
     return {"pixel_values": values, "patch_size": patch}
@@ -147,6 +152,12 @@ PATCHIFY = Question(
         f"patch_size={case['patch_size']}"
     ),
     hints=(
+        Hint(
+            "That is a plain reshape of the image: the shape is right, but each 'patch' is a run "
+            "of pixels from one row of one channel. Split H and W into (patches, P) each, move the "
+            "two patch-grid axes in front of (C, P, P), then flatten.",
+            _plain_reshape,
+        ),
         Hint(
             "The patches come out column by column: go along each row of patches first "
             "(row-major), "

@@ -1,4 +1,5 @@
-"""Exercise 02 (spatial patch features): the (B, H, W, D) grid, and a patch-similarity map."""
+"""Exercise 02 (spatial patch features): the (B, H, W, D) grid, a patch-similarity map, and which
+cell of the scene a feature is found in."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import random
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ... import vision
-from ..judging import Close, Hint, Question, as_tensors
+from ... import data, vision
+from ..judging import Close, Exact, Hint, Question, as_tensors
 
 __all__ = ["QUESTIONS"]
 
@@ -122,4 +124,137 @@ SIMILARITY = Question(
     ),
 )
 
-QUESTIONS = (GRID, SIMILARITY)
+
+# --- ex02_locate
+# -------------------------------------------------------------------------------------
+
+
+def _cell_scores(
+    grid: torch.Tensor,
+    query: torch.Tensor,
+    cosine: bool = True,
+    pool: str = "mean",
+    blocks: bool = True,
+    per_cell: int | None = None,
+) -> torch.Tensor:
+    """(9,) one score per cell in reading order; the keyword arguments make the usual mistakes."""
+    side, width = grid.shape[0], grid.shape[-1]
+    flat = grid.reshape(side * side, width)  # (N, D)
+    if cosine:
+        flat, query = F.normalize(flat, dim=-1), F.normalize(query, dim=0)
+    similarity = flat @ query  # (N,)
+    k = per_cell or side // 3
+    if blocks:
+        cells = [data.cell_patches(p, image_size=3 * k, patch_size=1) for p in data.POSITIONS]
+        # a grid larger than 3k: the cells' patch indices on the real, wider grid
+        cells = [[(i // (3 * k)) * side + i % (3 * k) for i in cell] for cell in cells]
+        groups = similarity[torch.tensor(cells)]  # (9, k * k)
+    else:  # runs of consecutive patches
+        groups = similarity.reshape(9, -1)
+    return groups.mean(dim=1) if pool == "mean" else groups.max(dim=1).values
+
+
+def _locate_reference(grid: torch.Tensor, query: torch.Tensor) -> str:
+    return data.POSITIONS[int(_cell_scores(grid, query).argmax())]
+
+
+def _locate_variant(case, transpose=False, least=False, **mistake) -> str:
+    scores = _cell_scores(
+        torch.from_numpy(case["grid"]), torch.from_numpy(case["query"]), **mistake
+    )
+    if transpose:
+        scores = scores.reshape(3, 3).T.reshape(9)
+    return data.POSITIONS[int(scores.argmin() if least else scores.argmax())]
+
+
+def _locate_mistake(**mistake):
+    return lambda case, expected, got: got == _locate_variant(case, **mistake)
+
+
+def _locate_case(seed: int, per_cell: int, width: int, plant: str | None) -> dict:
+    """A grid of 3 x 3 cells of `per_cell` x `per_cell` patches, patch norms spread widely; with
+    `plant`, that cell holds noisy copies of one direction and the query is another copy."""
+    rng = np.random.default_rng(seed)
+    side = 3 * per_cell
+    grid = rng.standard_normal((side, side, width)) * rng.lognormal(0.0, 0.8, (side, side, 1))
+    query = rng.standard_normal(width)
+    if plant is not None:
+        row, col = divmod(data.POSITIONS.index(plant), 3)
+        block = np.s_[row * per_cell : (row + 1) * per_cell, col * per_cell : (col + 1) * per_cell]
+        grid[block] = 0.3 * grid[block] + query
+        query = query + 0.5 * rng.standard_normal(width)
+    return {"grid": grid.astype(np.float32), "query": query.astype(np.float32)}
+
+
+def _locate_hidden(rng: random.Random, n: int) -> list[dict]:
+    return [
+        _locate_case(
+            rng.randrange(2**31),
+            rng.choice([1, 2, 3, 3, 4]),
+            rng.choice([4, 16, 32]),
+            rng.choice([None, *data.POSITIONS]),
+        )
+        for _ in range(n)
+    ]
+
+
+# visible cases chosen (by seed) so that each mistake below is recognized by its own hint
+_LOCATE_VISIBLE = (
+    _locate_case(18, 3, 16, None),  # each mistake gives its own wrong answer here
+    _locate_case(27, 3, 16, "top right"),
+    _locate_case(1, 2, 8, "left"),
+    _locate_case(28, 4, 16, None),
+)
+
+LOCATE = Question(
+    qid="ex02_locate",
+    points=3,
+    name="my_locate",
+    prompt="my_locate(grid, query) -> str: the position name (data.POSITIONS) of the scene cell "
+    "whose patches are, on average, most cosine-similar to the query.",
+    oracle=_locate_reference,
+    references=("mmcourse.data.cell_patches", "mmcourse.vision.patch_similarity_map"),
+    visible=_LOCATE_VISIBLE,
+    hidden=_locate_hidden,
+    prepare=as_tensors,
+    compare=Exact(),
+    describe=lambda case: (
+        f"a grid of shape {tuple(case['grid'].shape)} "
+        f"(cells of {case['grid'].shape[0] // 3} x {case['grid'].shape[0] // 3} patches), "
+        f"a query of width {case['query'].shape[0]}"
+    ),
+    hints=(
+        Hint(
+            "That is the *least* similar cell: take the argmax of the cell scores.",
+            _locate_mistake(least=True),
+        ),
+        Hint(
+            "Rows and columns of the cells are swapped: data.POSITIONS is in reading order, "
+            "cell row first (index 3 * cell_row + cell_col).",
+            _locate_mistake(transpose=True),
+        ),
+        Hint(
+            "Your cells are runs of consecutive patches: a cell is a square block of the grid, "
+            "k x k patches from several rows (k = side / 3).",
+            _locate_mistake(blocks=False),
+        ),
+        Hint(
+            "Cosine similarity, not the dot product: a patch with a large norm must not win by "
+            "its norm alone. Normalize the patches and the query.",
+            _locate_mistake(cosine=False),
+        ),
+        Hint(
+            "Score a cell by the *mean* similarity of its patches, not by its best patch.",
+            _locate_mistake(pool="max"),
+        ),
+        Hint(
+            "A cell is side / 3 patches wide, not always 3: the checker tries grids of several "
+            "sizes.",
+            lambda case, e, got: (
+                case["grid"].shape[0] > 9 and got == _locate_variant(case, per_cell=3)
+            ),
+        ),
+    ),
+)
+
+QUESTIONS = (GRID, SIMILARITY, LOCATE)
