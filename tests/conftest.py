@@ -29,6 +29,7 @@ def need_system(what: str, found: bool, install: str) -> None:
 #: all): `make quick` leaves them to `make test`.
 SLOW_NOTEBOOKS = {
     "01_clip_vision_encoder.ipynb",
+    "02_spatial_patch_features.ipynb",
     "03_contrastive_learning.ipynb",
     "05_assembling_the_model.ipynb",
     "06_captioning_and_decoding.ipynb",

@@ -2,13 +2,15 @@
 returns a Figure.
 
 One module per stretch of the course: `world` (lesson 00), `images` (01-02), `learning` (03),
-`sequences` (04-08), `stages` (09), and the `style` they share.
+`language` (04b), `sequences` (04-08), `decoding` (06), `stages` (09), and the `style` they share.
 """
 
 from __future__ import annotations
 
-from . import images, learning, sequences, stages, style, world
+from . import decoding, images, language, learning, sequences, stages, style, world
+from .decoding import *
 from .images import *
+from .language import *
 from .learning import *
 from .sequences import *
 from .stages import *
@@ -20,6 +22,8 @@ __all__ = [
     *world.__all__,
     *images.__all__,
     *learning.__all__,
+    *language.__all__,
     *sequences.__all__,
+    *decoding.__all__,
     *stages.__all__,
 ]
