@@ -29,14 +29,18 @@ The package reads top-down: `inputs` (what the language model reads), `model` (`
 `generate_caption`, `visual_qa`).
 How the shipped VLMs are trained is a recipe (`mmcourse.recipes.shapes_vlm`); how they are measured,
 `mmcourse.metrics`.
+`llava` sets LLaVA's layout beside the course's (`<image>` expanded to N ids, labels on the
+assistant's turns) and turns a course model with merge=1 into transformers'
+`LlavaForConditionalGeneration` on the same weights (`to_llava`).
 """
 
 from __future__ import annotations
 
-from . import decoding, inputs, loss, model
+from . import decoding, inputs, llava, loss, model
 from .decoding import *
 from .inputs import *
+from .llava import *
 from .loss import *
 from .model import *
 
-__all__ = [*inputs.__all__, *model.__all__, *loss.__all__, *decoding.__all__]
+__all__ = [*inputs.__all__, *model.__all__, *loss.__all__, *decoding.__all__, *llava.__all__]

@@ -1,5 +1,6 @@
 """Exercise 05 (assembling the sequence): image tokens + text, one training row of ids / mask /
-labels, the loss."""
+labels, the loss, and LLaVA's layout (one `<image>` placeholder expanded, labels on the assistant's
+turns)."""
 
 from __future__ import annotations
 
@@ -364,4 +365,153 @@ LOSS = Question(
     ),
 )
 
-QUESTIONS = (JOIN, ROW, LOSS)
+# --- ex05_expand_image
+# ----------------------------------------------------------------------------------
+
+# the course's word ids, and three added tokens as lesson 05 adds them: <image> 45, USER: 46,
+# ASSISTANT: 47
+_IMAGE, _USER, _ASSISTANT, _BOS, _EOS = 45, 46, 47, 1, 3
+
+
+def _expand_case(ids: list[int], assistant: list[int], image_token_id: int, n: int) -> dict:
+    return {
+        "input_ids": np.array(ids, dtype=np.int64),
+        "assistant_mask": np.array(assistant, dtype=np.int64),
+        "image_token_id": image_token_id,
+        "num_image_tokens": n,
+    }
+
+
+def _llava_turns(turns: list[tuple[list[int], list[int]]], n: int) -> dict:
+    """USER: <image> q ASSISTANT: a [EOS] (USER: q ASSISTANT: a [EOS] ...): the image in the first
+    turn."""
+    ids, assistant = [], []
+    for k, (question, answer) in enumerate(turns):
+        user = [_USER, *([_IMAGE] if k == 0 else []), *question, _ASSISTANT]
+        ids += [*user, *answer, _EOS]
+        assistant += [0] * len(user) + [1] * (len(answer) + 1)
+    return _expand_case(ids, assistant, _IMAGE, n)
+
+
+def _expand_hidden(rng: random.Random, n: int) -> list[dict]:
+    cases = []
+    for _ in range(n):
+        image = rng.randrange(40, 200)
+        words = [w for w in range(4, 200) if w != image]
+        length = rng.randint(4, 20)
+        ids = rng.choices(words, k=length)
+        at = rng.randrange(length)  # where the placeholder is
+        ids[at] = image
+        assistant = [0] * length
+        for _ in range(rng.randint(1, 2)):  # one or two assistant turns, after the placeholder
+            if at + 1 < length:
+                start = rng.randrange(at + 1, length)
+                for j in range(start, min(length, start + rng.randint(1, 5))):
+                    assistant[j] = 1
+        if not any(assistant):
+            assistant[-1] = 1 if at != length - 1 else 0
+        cases.append(_expand_case(ids, assistant, image, rng.choice([1, 2, 4, 9, 16, 49])))
+    return cases
+
+
+def _expand_parts(case):
+    ids, mask = list(case["input_ids"]), list(case["assistant_mask"])
+    i, n = ids.index(case["image_token_id"]), case["num_image_tokens"]
+    return ids, mask, i, n
+
+
+def _placeholder_kept(case, expected, got) -> bool:
+    ids, _, _, n = _expand_parts(case)
+    return len(got[0]) == len(ids) + n and int((got[0] == case["image_token_id"]).sum()) == n + 1
+
+
+def _image_at_start(case, expected, got) -> bool:
+    ids, _, i, n = _expand_parts(case)
+    at_start = [case["image_token_id"]] * n + ids[:i] + ids[i + 1 :]
+    return i > 0 and np.array_equal(got[0], at_start)
+
+
+def _all_labelled(case, expected, got) -> bool:
+    return np.array_equal(got[1], expected[0])
+
+
+def _image_labelled(case, expected, got) -> bool:
+    _, _, i, n = _expand_parts(case)
+    return len(got[1]) == len(expected[1]) and bool((got[1][i : i + n] != IGNORE).any())
+
+
+def _labels_shifted(case, expected, got) -> bool:
+    labels, reference = got[1], expected[1]
+    return len(labels) == len(reference) and (
+        np.array_equal(labels[:-1], reference[1:]) or np.array_equal(labels[1:], reference[:-1])
+    )
+
+
+def _mask_not_expanded(case, expected, got) -> bool:
+    _, mask, _, n = _expand_parts(case)
+    padded = np.array(mask + [0] * (n - 1))  # the mask left where it was, zeros at the end
+    return n > 1 and np.array_equal(got[1], np.where(padded == 1, expected[0], IGNORE))
+
+
+def _describe_expand(case: dict) -> str:
+    return (
+        f"input_ids={case['input_ids'].tolist()}, "
+        f"assistant_mask={case['assistant_mask'].tolist()}, "
+        f"image_token_id={case['image_token_id']}, num_image_tokens={case['num_image_tokens']}"
+    )
+
+
+EXPAND = Question(
+    qid="ex05_expand_image",
+    points=4,
+    name="my_expand_image_tokens",
+    prompt="my_expand_image_tokens(input_ids, assistant_mask, image_token_id, num_image_tokens) -> "
+    "(input_ids, labels), two int64 tensors of length T - 1 + N: the one image placeholder "
+    "repeated N times in its place; labels the ids on the assistant's tokens, -100 elsewhere.",
+    oracle=vlm.expand_image_tokens,
+    visible=(
+        _llava_turns([([15, 12, 7, 22, 28], [36, 37])], 9),
+        _llava_turns([([10, 11, 12, 7, 29], [26]), ([15, 12, 7, 22, 28], [36, 37])], 4),
+        _expand_case(
+            [_IMAGE, _BOS, 15, 12, 7, 22, 28, _EOS, 36, 37, _EOS], [0] * 8 + [1, 1, 1], _IMAGE, 1
+        ),
+    ),
+    hidden=_expand_hidden,
+    prepare=as_tensors,
+    compare=Exact(),
+    describe=_describe_expand,
+    hints=(
+        Hint(
+            "The placeholder is replaced, not kept: N image ids take its place, so the sequence is "
+            "T - 1 + N long and holds N image ids, not N + 1.",
+            _placeholder_kept,
+        ),
+        Hint(
+            "The image ids go where the placeholder is (in LLaVA's template after 'USER:'), not at "
+            "the start of the sequence.",
+            _image_at_start,
+        ),
+        Hint(
+            "Only the assistant's tokens are learned: -100 on the user's turn, the template's "
+            "words and the image positions (labels = input_ids trains the model on the questions).",
+            _all_labelled,
+        ),
+        Hint(
+            "Do not shift the labels: the model shifts them itself, so labels[t] = input_ids[t] on "
+            "the assistant's tokens.",
+            _labels_shifted,
+        ),
+        Hint(
+            "Expand the assistant mask together with the ids: every token after the placeholder "
+            "moves N - 1 places to the right, and its mask value with it.",
+            _mask_not_expanded,
+        ),
+        Hint(
+            "The image positions have nothing to predict: their labels are -100, whatever the "
+            "assistant mask says around them.",
+            _image_labelled,
+        ),
+    ),
+)
+
+QUESTIONS = (JOIN, ROW, LOSS, EXPAND)
