@@ -251,16 +251,16 @@ MUTATIONS = [
     (
         "ex05_join_inputs",
         (
-            "torch.ones(b, n_image, dtype=attention_mask.dtype)",
-            "torch.zeros(b, n_image, dtype=attention_mask.dtype)",
+            "torch.ones(b, n_image, dtype=attention_mask.dtype, device=attention_mask.device)",
+            "torch.zeros(b, n_image, dtype=attention_mask.dtype, device=attention_mask.device)",
         ),
         "must be attended to",
     ),
     (
         "ex05_join_inputs",
         (
-            "torch.full((b, n_image), IGNORE_INDEX, dtype=labels.dtype)",
-            "torch.zeros(b, n_image, dtype=labels.dtype)",
+            "torch.full((b, n_image), IGNORE_INDEX, dtype=labels.dtype, device=labels.device)",
+            "torch.zeros(b, n_image, dtype=labels.dtype, device=labels.device)",
         ),
         "nothing to predict on the image",
     ),
@@ -323,6 +323,54 @@ MUTATIONS = [
         "labelled positions only",
     ),
     (
+        "ex05_expand_image",
+        (
+            "before, after = slice(0, i), slice(i + 1, None)",
+            "before, after = slice(0, i + 1), slice(i + 1, None)",
+        ),
+        "The placeholder is replaced",
+    ),
+    (
+        "ex05_expand_image",
+        (
+            "ids = torch.cat([input_ids[before], image, input_ids[after]])",
+            "ids = torch.cat([image, input_ids[before], input_ids[after]])",
+        ),
+        "where the placeholder is",
+    ),
+    (
+        "ex05_expand_image",
+        (
+            "labels = torch.where(answer, ids, torch.full_like(ids, IGNORE_INDEX))",
+            "labels = ids.clone()",
+        ),
+        "Only the assistant's tokens",
+    ),
+    (
+        "ex05_expand_image",
+        (
+            "none = torch.zeros(num_image_tokens, dtype=assistant_mask.dtype, device=device)",
+            "none = torch.ones(num_image_tokens, dtype=assistant_mask.dtype, device=device)",
+        ),
+        "image positions have nothing to predict",
+    ),
+    (
+        "ex05_expand_image",
+        (
+            "labels = torch.where(answer, ids, torch.full_like(ids, IGNORE_INDEX))",
+            "labels = torch.where(answer, ids, torch.full_like(ids, IGNORE_INDEX)).roll(-1)",
+        ),
+        "Do not shift the labels",
+    ),
+    (
+        "ex05_expand_image",
+        (
+            "answer = torch.cat([assistant_mask[before], none, assistant_mask[after]]) == 1",
+            "answer = torch.cat([assistant_mask, none[1:]]) == 1",
+        ),
+        "Expand the assistant mask",
+    ),
+    (
         "ex06_next_token_probs",
         ("scaled = logits / temperature", "scaled = logits * temperature"),
         "do not multiply",
@@ -367,6 +415,34 @@ MUTATIONS = [
         ),
         "feed each chosen token back",
     ),
+    (
+        "ex06_cached_greedy_decode",
+        ("mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)", "mask = mask"),
+        "append a 1 to it at every",
+    ),
+    # the whole sequence again instead of the cache: the grader's language model refuses it
+    ("ex06_cached_greedy_decode", ("cache=out.cache", "cache=None"), None),
+    (
+        "ex06_cached_greedy_decode",
+        ("if next_id == eos or len(", "if len("),
+        "Stop after the first [EOS]",
+    ),
+    (
+        "ex06_cached_greedy_decode",
+        (
+            "new_ids.append(next_id)\n"
+            "        if next_id == eos or len(new_ids) == max_new_tokens:\n            break",
+            "if next_id == eos:\n            break\n        new_ids.append(next_id)\n"
+            "        if len(new_ids) == max_new_tokens:\n            break",
+        ),
+        "Keep the [EOS]",
+    ),
+    (
+        "ex06_cached_greedy_decode",
+        ("len(new_ids) == max_new_tokens", "len(new_ids) == max_new_tokens - 1"),
+        "max_new_tokens counts",
+    ),
+    ("ex06_cached_greedy_decode", ("out.logits[0, -1]", "out.logits[0, 0]"), "*last* position"),
     (
         "ex07_visual_qa",
         ("skip_special_tokens=True", "skip_special_tokens=False"),

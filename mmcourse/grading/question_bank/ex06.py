@@ -1,5 +1,5 @@
-"""Exercise 06 (decoding): a greedy decoder by hand, equal to `generate` token for token;
-temperature and top-k."""
+"""Exercise 06 (decoding): a greedy decoder by hand, equal to `generate` token for token; the same
+decoder with a KV cache; temperature and top-k."""
 
 from __future__ import annotations
 
@@ -133,7 +133,10 @@ GREEDY = Question(
     "ids of greedy decoding, one forward pass per token (argmax of the last position's logits, its "
     "embedding and a 1 appended), stopping after [EOS] (kept) or max_new_tokens tokens.",
     oracle=_greedy_reference,
-    references=("transformers.generation.utils.GenerationMixin.generate",),
+    references=(
+        "transformers.generation.utils.GenerationMixin.generate",
+        "mmcourse.vlm.decoding.step_times",
+    ),
     visible=_DECODE_VISIBLE,
     hidden=_decode_hidden,
     prepare=_decode_args,
@@ -169,6 +172,104 @@ GREEDY = Question(
             "embedding (model.embed_text) to inputs_embeds and a 1 to the attention mask.",
             _not_fed_back,
         ),
+    ),
+)
+
+# --- ex06_cached_greedy_decode
+# ---------------------------------------------------------------------------
+
+
+class _OneNewPosition:
+    """The language model as the cached question hands it over: after the first call (the whole
+    prompt), every call must read one new position and the cache of the calls before."""
+
+    def __init__(self, language_model) -> None:
+        self._language_model = language_model
+        self._calls = 0
+
+    def __call__(self, *args, **kwargs):
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        new = kwargs.get("inputs_embeds")
+        new = kwargs.get("input_ids") if new is None else new
+        if self._calls and (cache is None or new is None or new.shape[1] != 1):
+            raise ValueError(
+                "after the first step, give the language model only the new token (one position) "
+                "and the cache of the step before (cache=out.cache): re-reading the whole sequence "
+                "is what the KV cache is there to avoid."
+            )
+        self._calls += 1
+        return self._language_model(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._language_model, name)
+
+
+class CachedStepsModel:
+    """The VLM of ex06_cached_greedy_decode: `language_model` (cached steps only), `embed_text`,
+    `tokenizer`, `device`."""
+
+    def __init__(self, model: vlm.MultimodalModel) -> None:
+        self.language_model = _OneNewPosition(model.language_model)
+        self.embed_text = model.embed_text
+        self.tokenizer = model.tokenizer
+        self.device = model.device
+
+
+def _cached_args(case: dict) -> dict:
+    """As ex06_greedy_decode's arguments, with a language model that accepts only cached steps."""
+    args = _decode_args(case)
+    return {**args, "model": CachedStepsModel(args["model"])}
+
+
+@torch.no_grad()
+def _cached_variant(case: dict, grow_mask: bool) -> list[int]:
+    """A cached greedy loop as a learner might write it (here: with or without growing the mask)."""
+    args = _decode_args(case)
+    model, mask, eos = args["model"], args["attention_mask"], _eos(case)
+    out = model.language_model(inputs_embeds=args["inputs_embeds"], attention_mask=mask)
+    ids: list[int] = []
+    for _ in range(case["max_new_tokens"]):
+        ids.append(int(out.logits[0, -1].argmax()))
+        if ids[-1] == eos:
+            break
+        if grow_mask:
+            mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)  # (1, L + t)
+        new = model.embed_text(torch.tensor([[ids[-1]]]))  # (1, 1, D)
+        out = model.language_model(inputs_embeds=new, attention_mask=mask, cache=out.cache)
+    return ids
+
+
+def _mask_not_grown(case, expected, got) -> bool:
+    return _ids(got) == _cached_variant(case, grow_mask=False) != expected
+
+
+CACHED = Question(
+    qid="ex06_cached_greedy_decode",
+    points=3,
+    name="my_cached_greedy_decode",
+    prompt="my_cached_greedy_decode(model, inputs_embeds, attention_mask, max_new_tokens) -> "
+    "list[int]: greedy decoding with the KV cache: the prompt once, then one new position per "
+    "step with the cache (cache=out.cache) and an attention mask one longer; the same ids as "
+    "generate, [EOS] kept.",
+    oracle=_greedy_reference,
+    references=(
+        "transformers.generation.utils.GenerationMixin.generate",
+        "mmcourse.vlm.decoding.step_times",
+        "mmcourse.vlm.decoding.generate_tokens",
+    ),
+    visible=_DECODE_VISIBLE,
+    hidden=_decode_hidden,
+    prepare=_cached_args,
+    compare=Exact(),
+    describe=GREEDY.describe,
+    hints=(
+        *GREEDY.hints[:4],
+        Hint(
+            "The attention mask covers the cache and the new token: append a 1 to it at every "
+            "step (it is L + t long at step t), or the model ignores the last cached position.",
+            _mask_not_grown,
+        ),
+        GREEDY.hints[4],
     ),
 )
 
@@ -303,4 +404,4 @@ PROBS = Question(
     ),
 )
 
-QUESTIONS = (GREEDY, PROBS)
+QUESTIONS = (GREEDY, CACHED, PROBS)
