@@ -3,6 +3,7 @@
 - `check(qid, obj)` (`checker`): what a learner runs in an exercise notebook, on the visible cases;
 - `judging`: what a question is and how an answer is compared, on plain data;
 - `question_bank`: the question definitions, one module per exercise;
+- `handins`: reading what a class handed in (only regular files; any bytes get a status);
 - `class_grader`: `mmcourse grade`, every hand-in of a class, each question in the sandbox;
 - `sandbox` and `sandbox_child`: the isolated process that runs a learner's code.
 """
@@ -17,6 +18,7 @@ __all__ = [
     "check",
     "checker",
     "class_grader",
+    "handins",
     "judging",
     "question_bank",
     "sandbox",

@@ -3,19 +3,30 @@
 For each submission:
 
 1. **rebuild** it from the reference exercise: only the code cells tagged with a question id are
-  taken from the
-   learner (one per question; a missing, duplicated or retyped cell makes that question `missing`);
-   every other cell, the kernelspec included, comes from the reference;
+   taken from the learner (one per question; a missing, duplicated or retyped cell makes that
+   question `missing`); every other cell, the kernelspec included, comes from the reference;
 2. for each question, draw its hidden cases in this (trusted) process from a grading seed, and run
-  the learner's
-   answer on the visible and hidden cases as its own sandboxed `python -I` process
-   (`mmcourse.grading.sandbox`): the reference cells before the answer, then the library's reference
-   implementation replaced by a stub that raises, then the answer. Inputs go in as plain data,
-   outputs come back as plain data; nothing is unpickled;
+   the learner's answer on the visible and hidden cases as its own sandboxed `python -I` process
+   (`mmcourse.grading.sandbox`): the reference cells before the answer, then the library's
+   reference implementation replaced by a stub that raises, then the answer. Inputs go in as plain
+   data, outputs come back as plain data; nothing is unpickled;
 3. judge the outputs here, with the question's oracle and comparison: `passed`, `failed`, `error`,
-  `timeout`,
-   `crashed` or `missing`, with points and feedback that names the case and what kind of value was
-   expected, never the hidden answer.
+   `timeout`, `crashed` or `missing`, with points and feedback that names the case and what kind
+   of value was expected, never the hidden answer.
+
+The grading run survives attacks on itself, not only on one question:
+
+- **collection** (`handins`) takes only regular files of the submission: a hand-in is opened
+  without following a link (`O_NOFOLLOW`) or blocking (`O_NONBLOCK`), and `fstat` on what was
+  opened must say a regular file with one name; a symbolic link, hard link, named pipe, device,
+  socket or folder named `*.ipynb` is `refused`, named in the gradebook with the reason, and never
+  read;
+- **any bytes** give that hand-in a status (`graded`, `unreadable`, `refused`, `unknown exercise`,
+  `ungraded`) and never stop the others: every failure of this process on one hand-in, or on one of
+  its questions, is caught there and recorded (`ungraded`, 0 points, the error named for the
+  instructor);
+- whatever the child's output puts into feedback is **echoed bounded**: one line, at most a few
+  hundred characters, no control characters or lone surrogates.
 
 Results are written by this process only: `OUT/<name>-<hash>.json` per submission (the sanitized
 file name and a hash of its content: two students' `ex03.ipynb` never collide, and a rerun skips
@@ -28,13 +39,12 @@ from __future__ import annotations
 
 import ast
 import csv
-import hashlib
 import io
 import json
 import os
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,13 +52,27 @@ import nbformat
 
 from ..course.release import BEGIN
 from . import question_bank, sandbox
+from .handins import (
+    MAX_NOTEBOOK_BYTES,
+    HandIn,
+    answer_cells,
+    collect,
+    digest,
+    exercise_of,
+    read_hand_in,
+    read_submission,
+    safe_name,
+)
 from .judging import Question
 from .question_bank import QuestionBank
 
 __all__ = [
     "FORMULA_START",
+    "MAX_ANSWER_CHARS",
     "MAX_NOTEBOOK_BYTES",
     "STATUSES",
+    "SUBMISSION_STATUSES",
+    "HandIn",
     "QuestionGrade",
     "Settings",
     "SubmissionGrade",
@@ -62,6 +86,7 @@ __all__ = [
     "grade_all",
     "grade_question",
     "grade_submission",
+    "read_hand_in",
     "read_submission",
     "reference_setup",
     "result_path",
@@ -72,8 +97,14 @@ __all__ = [
     "write_result",
 ]
 
-STATUSES = ("passed", "failed", "error", "timeout", "crashed", "missing")
-MAX_NOTEBOOK_BYTES = 20_000_000
+#: a question's status; "ungraded": this process failed on the answer (0 points, for an instructor)
+STATUSES = ("passed", "failed", "error", "timeout", "crashed", "missing", "ungraded")
+#: a hand-in's status as a whole
+SUBMISSION_STATUSES = ("graded", "unreadable", "refused", "unknown exercise", "ungraded")
+#: the longest answer cell graded (a longer one is an error, never parsed or run)
+MAX_ANSWER_CHARS = 1_000_000
+#: the most characters of the child's own words (an error message, a reason) put into feedback
+ECHO_CHARS = 300
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -93,8 +124,9 @@ class SubmissionGrade:
     digest: str  # sha256 of the submitted bytes (first 16 hex digits)
     exercise: str
     questions: list[QuestionGrade] = field(default_factory=list)
-    problem: str = ""  # the whole notebook could not be read
+    problem: str = ""  # why the hand-in (or part of it) was not graded
     sandboxed: bool = True
+    status: str = "graded"  # one of SUBMISSION_STATUSES
 
     @property
     def total(self) -> float:
@@ -109,57 +141,17 @@ class SubmissionGrade:
 # ----------------------------------------------------------------------------------
 
 
-def exercise_of(path: Path) -> str | None:
-    """The exercise a submission belongs to: "ex03" from its file name ("ex03_contrastive.ipynb",
-    "ex03.ipynb")."""
-    match = re.match(r"(ex\d\d)", path.name)
-    return match.group(1) if match else None
-
-
-def read_submission(data: bytes) -> tuple[nbformat.NotebookNode | None, str]:
-    """A learner's notebook, or None and the reason it cannot be read (empty, not JSON, nbformat 3,
-    huge)."""
-    if not data.strip():
-        return None, "the file is empty"
-    if len(data) > MAX_NOTEBOOK_BYTES:
-        return (
-            None,
-            f"the file is {len(data)} bytes, more than the {MAX_NOTEBOOK_BYTES} a notebook may "
-            "have",
-        )
+def echo(text: object, limit: int = ECHO_CHARS) -> str:
+    """Text that came from a learner's process, fit for feedback: one line (control characters and
+    line breaks become spaces, so it cannot forge lines of the feedback), lone surrogates replaced
+    (so it can always be written as UTF-8), at most `limit` characters."""
     try:
-        raw = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return None, f"the file is not notebook JSON ({error.__class__.__name__})"
-    if not isinstance(raw, dict) or raw.get("nbformat") != 4:
-        return (
-            None,
-            "not an nbformat 4 notebook (nbformat "
-            f"{raw.get('nbformat') if isinstance(raw, dict) else '?'}); save it from JupyterLab",
-        )
-    try:
-        notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
-    except Exception as error:
-        return None, f"the notebook is damaged ({error.__class__.__name__})"
-    return notebook, ""
-
-
-def answer_cells(notebook: nbformat.NotebookNode, qids: Iterable[str]) -> dict[str, str | None]:
-    """The learner's source for each question: its one code cell tagged with the id, else None
-    (missing)."""
-    found: dict[str, list[str]] = {qid: [] for qid in qids}
-    for cell in notebook.get("cells", []):
-        tags = cell.get("metadata", {}).get("tags", [])
-        if not isinstance(tags, list):
-            continue
-        for qid in found:
-            if (
-                qid in tags
-                and cell.get("cell_type") == "code"
-                and isinstance(cell.get("source"), str)
-            ):
-                found[qid].append(cell["source"])
-    return {qid: sources[0] if len(sources) == 1 else None for qid, sources in found.items()}
+        text = str(text)
+    except Exception:  # any object whose __str__ fails
+        text = "?"
+    text = text[: limit * 4].encode("utf-8", "replace").decode("utf-8")
+    text = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", text).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def reference_setup(reference: nbformat.NotebookNode, qid: str) -> str:
@@ -177,11 +169,17 @@ def reference_setup(reference: nbformat.NotebookNode, qid: str) -> str:
 
 
 def uses_reference(answer: str, names: Sequence[str]) -> str:
-    """A static finding when the answer's code names a reference implementation (import or
-    attribute), else ""."""
+    """A static finding when the answer's code names a reference implementation, else "".
+
+    It catches the name written out: an import, an attribute, a bare name, or a string constant that
+    is the name (`getattr(module, "zero_shot_predict")`). It does not catch a name built at run time
+    (`getattr(m, "zero_" + "shot_predict")`, `importlib`, `globals()`), a reload of the library, or
+    the library's code copied into the answer; the sandbox's stub catches calls through the
+    library's own names. Neither is a security boundary: the library is public.
+    """
     try:
         tree = ast.parse(answer)
-    except SyntaxError:
+    except Exception:  # null bytes, lone surrogates, nesting too deep: the child says
         return ""
     leaves = {name.rsplit(".", 1)[-1] for name in names}
     for node in ast.walk(tree):
@@ -192,6 +190,12 @@ def uses_reference(answer: str, names: Sequence[str]) -> str:
             named = node.id
         elif isinstance(node, ast.alias) and node.name.rsplit(".", 1)[-1] in leaves:
             named = node.name
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.rsplit(".", 1)[-1] in leaves
+        ):
+            named = node.value
         if named:
             full = next(n for n in names if n.rsplit(".", 1)[-1] == named.rsplit(".", 1)[-1])
             return f"the answer uses {full}, the reference implementation"
@@ -228,6 +232,15 @@ def grade_question(
             question.points,
             f"no code cell tagged {question.qid}: restore the answer cell of the exercise "
             "(its tag names the question) and put your answer in it",
+        ), True
+    if len(answer) > MAX_ANSWER_CHARS:
+        return QuestionGrade(
+            question.qid,
+            "error",
+            0,
+            question.points,
+            f"the answer cell has {len(answer)} characters, more than the {MAX_ANSWER_CHARS} a "
+            "graded answer may have",
         ), True
     flagged = uses_reference(answer, question.reference_names)
     seed = random.Random(f"{settings.seed}:{question.qid}").randrange(2**63)
@@ -273,16 +286,16 @@ def _judge(question: Question, cases: list[dict], done: sandbox.Run) -> Question
     if done.status == "bad result":
         return grade(
             "crashed",
-            f"the answer's process sent back something that is not a result ({done.reason}); "
-            "does the answer write to files or descriptors it did not open?",
+            f"the answer's process sent back something that is not a result ({echo(done.reason)});"
+            " does the answer write to files or descriptors it did not open?",
         )
     if done.status != "ok":
-        return grade("crashed", f"the answer's process ended abnormally: {done.reason}")
+        return grade("crashed", f"the answer's process ended abnormally: {echo(done.reason)}")
     result = done.result if isinstance(done.result, dict) else {}
     for key in ("setup_error", "answer_error"):
         if isinstance(result.get(key), str):
             where = "the answer cell" if key == "answer_error" else "the exercise's own cells"
-            return grade("error", f"running {where} raised {result[key]}")
+            return grade("error", f"running {where} raised {echo(result[key])}")
     outputs = result.get("outputs")
     if not isinstance(outputs, list) or len(outputs) != len(cases):
         return grade("crashed", "the answer's process did not return one output per case")
@@ -302,10 +315,10 @@ def _judge(question: Question, cases: list[dict], done: sandbox.Run) -> Question
             return grade(
                 "failed",
                 f"{label} ({described}): {question.name} returned a value that is not plain data "
-                f"({str(output['unplain'])[:200]}); return tensors, arrays, numbers or strings",
+                f"({echo(output['unplain'], 200)}); return tensors, arrays, numbers or strings",
             )
         if "error" in output:
-            message = str(output["error"])[:300]
+            message = echo(output["error"])
             return grade("error", f"{label} ({described}): {question.name} raised {message}")
         verdict = question.judge(index, case, output["value"])
         if verdict.status != "passed":
@@ -317,53 +330,118 @@ def _judge(question: Question, cases: list[dict], done: sandbox.Run) -> Question
     )
 
 
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def safe_name(path: Path) -> str:
-    """ "alice__ex03_contrastive" for alice/ex03_contrastive.ipynb: the folder names the student, so
-    two students'
-    identical files (both handed in the untouched exercise) stay two rows."""
-    parts = [
-        re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip("._")[:40]
-        for part in (path.resolve().parent.name, path.stem)
-    ]
-    return "__".join(part for part in parts if part) or "submission"
+def _unasked(asked, reason: str) -> list[QuestionGrade]:
+    return [QuestionGrade(q.qid, "missing", 0, q.points, reason) for q in asked]
 
 
 def grade_submission(
-    path: Path, settings: Settings, references: dict[str, Path]
+    path: Path,
+    settings: Settings,
+    references: dict[str, Path],
+    *,
+    name: str | None = None,
+    exercise: str | None = None,
 ) -> SubmissionGrade:
-    """Grade every question of the exercise `path` belongs to."""
-    data = path.read_bytes()
-    name, hashed = safe_name(path), digest(data)
-    exercise = exercise_of(path)
+    """Grade every question of the exercise `path` belongs to; never raises for what the hand-in
+    holds.
+
+    `name` (e.g. the hub user name) replaces the folder in the gradebook's name for it;
+    `exercise` overrides the exercise read from the file name.
+    """
+    path = Path(path)
+    hand_in = read_hand_in(path)
+    named = safe_name(path, name)
+    exercise = exercise or exercise_of(path)
+    try:
+        return _grade(path, hand_in, named, exercise, settings, references)
+    except sandbox.SandboxError:  # the machine cannot isolate: that stops the run, loudly
+        raise
+    except Exception as error:  # a failure here must cost this hand-in, not the class
+        return SubmissionGrade(
+            named,
+            hand_in.digest,
+            exercise or "?",
+            [],
+            f"the grader failed on this hand-in ({type(error).__name__}: {echo(error)}); it was "
+            "not graded and the others were",
+            status="ungraded",
+        )
+
+
+def _grade(
+    path: Path,
+    hand_in: HandIn,
+    name: str,
+    exercise: str | None,
+    settings: Settings,
+    references: dict[str, Path],
+) -> SubmissionGrade:
     if exercise is None or exercise not in references:
         return SubmissionGrade(
             name,
-            hashed,
+            hand_in.digest,
             exercise or "?",
             [],
-            f"cannot tell which exercise {path.name} is: its name "
+            hand_in.problem
+            or f"cannot tell which exercise {echo(path.name)} is: its name "
             "must start with the exercise (e.g. ex03_contrastive.ipynb)",
+            status=hand_in.status or "unknown exercise",
+        )
+    asked = settings.questions.for_exercise(exercise)
+    if hand_in.data is None:
+        reason = f"the hand-in was {hand_in.status}: {hand_in.problem}"
+        return SubmissionGrade(
+            name,
+            hand_in.digest,
+            exercise,
+            _unasked(asked, reason),
+            hand_in.problem,
+            status=hand_in.status,
         )
     reference = nbformat.read(references[exercise], as_version=4)
-    asked = settings.questions.for_exercise(exercise)
-    notebook, problem = read_submission(data)
+    notebook, problem = read_submission(hand_in.data)
     if notebook is None:
-        graded = [
-            QuestionGrade(q.qid, "missing", 0, q.points, f"the notebook cannot be read: {problem}")
-            for q in asked
-        ]
-        return SubmissionGrade(name, hashed, exercise, graded, problem)
+        return SubmissionGrade(
+            name,
+            hand_in.digest,
+            exercise,
+            _unasked(asked, f"the notebook cannot be read: {problem}"),
+            problem,
+            status="unreadable",
+        )
     answers = answer_cells(notebook, [q.qid for q in asked])
     graded, sandboxed = [], True
     for question in asked:
-        grade, was_sandboxed = grade_question(question, reference, answers[question.qid], settings)
+        try:
+            grade, was_sandboxed = grade_question(
+                question, reference, answers[question.qid], settings
+            )
+        except sandbox.SandboxError:
+            raise
+        except Exception as error:  # this question only: the others are graded
+            grade, was_sandboxed = (
+                QuestionGrade(
+                    question.qid,
+                    "ungraded",
+                    0,
+                    question.points,
+                    f"the grader failed on this answer ({type(error).__name__}: {echo(error)}); "
+                    "an instructor must look at it",
+                ),
+                True,
+            )
         graded.append(grade)
         sandboxed &= was_sandboxed
-    return SubmissionGrade(name, hashed, exercise, graded, sandboxed=sandboxed)
+    failed = [q.qid for q in graded if q.status == "ungraded"]
+    return SubmissionGrade(
+        name,
+        hand_in.digest,
+        exercise,
+        graded,
+        f"the grader failed on {', '.join(failed)}" if failed else "",
+        sandboxed=sandboxed,
+        status="ungraded" if failed else "graded",
+    )
 
 
 # --- the gradebook
@@ -372,12 +450,15 @@ def grade_submission(
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    # a lone surrogate must not make a result unwritable
+    tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
     os.replace(tmp, path)
 
 
-def result_path(out: Path, path: Path) -> Path:
-    return out / f"{safe_name(path)}-{digest(path.read_bytes())}.json"
+def result_path(out: Path, path: Path, name: str | None = None) -> Path:
+    """Where the result of the hand-in `path` is (or will be): its gradebook name and content hash,
+    read as grading reads it (a link or pipe is never followed). `name` as in `grade_submission`."""
+    return out / f"{safe_name(Path(path), name)}-{read_hand_in(Path(path)).digest}.json"
 
 
 def write_result(out: Path, grade: SubmissionGrade) -> Path:
@@ -401,8 +482,14 @@ def feedback_text(grade: SubmissionGrade) -> str:
     ]
     if not grade.sandboxed:
         lines += ["**Graded without a sandbox (--unsafe).**", ""]
+    status = getattr(grade, "status", "graded")
     if grade.problem:
-        lines += [f"The notebook could not be read: {html.escape(grade.problem)}.", ""]
+        opening = {
+            "refused": "This hand-in was refused",
+            "unreadable": "The notebook could not be read",
+            "ungraded": "Part of this hand-in could not be graded",
+        }.get(status, "This hand-in was not graded")
+        lines += [f"{opening}: {html.escape(echo(grade.problem, 500))}.", ""]
     for q in grade.questions:
         lines.append(
             f"- `{q.qid}`: **{q.status}**, {q.points:g} / {q.max_points}. {html.escape(q.feedback)}"
@@ -421,17 +508,30 @@ def write_csv(out: Path) -> Path:
     records = []
     for path in sorted(out.glob("*.json")):
         try:
-            records.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
-    qids = sorted({q["qid"] for r in records for q in r.get("questions", [])})
+        needed = ("name", "digest", "exercise", "total", "max_total", "sandboxed")
+        if isinstance(record, dict) and all(key in record for key in needed):
+            records.append(record)
+    qids = sorted({q["qid"] for r in records for q in _questions(r)})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
-        ["submission", "sha256", "exercise", *qids, "total", "max", "sandboxed", "problem"]
+        [
+            "submission",
+            "sha256",
+            "exercise",
+            *qids,
+            "status",
+            "total",
+            "max",
+            "sandboxed",
+            "problem",
+        ]
     )
     for r in records:
-        points = {q["qid"]: q["points"] for q in r.get("questions", [])}
+        points = {q["qid"]: q.get("points", "") for q in _questions(r)}
         writer.writerow(
             [
                 _cell(c)
@@ -440,6 +540,7 @@ def write_csv(out: Path) -> Path:
                     r["digest"],
                     r["exercise"],
                     *[points.get(q, "") for q in qids],
+                    r.get("status", "graded"),
                     r["total"],
                     r["max_total"],
                     r["sandboxed"],
@@ -452,13 +553,11 @@ def write_csv(out: Path) -> Path:
     return target
 
 
-def collect(paths: Iterable[Path]) -> list[Path]:
-    """Every .ipynb given or inside the folders given, sorted, each once."""
-    found = set()
-    for path in paths:
-        path = Path(path)
-        found |= set(path.rglob("*.ipynb")) if path.is_dir() else {path}
-    return sorted(found)
+def _questions(record: dict) -> list[dict]:
+    questions = record.get("questions")
+    if not isinstance(questions, list):
+        return []
+    return [q for q in questions if isinstance(q, dict) and isinstance(q.get("qid"), str)]
 
 
 def shard(paths: list[Path], spec: str | None) -> list[Path]:
@@ -470,7 +569,7 @@ def shard(paths: list[Path], spec: str | None) -> list[Path]:
     if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
         raise ValueError(f"--shard must look like 2/5 (shard 2 of 5), got {spec!r}")
     i, n = int(match.group(1)), int(match.group(2))
-    return [p for p in paths if int(digest(p.read_bytes()), 16) % n == i - 1]
+    return [p for p in paths if int(read_hand_in(Path(p)).digest, 16) % n == i - 1]
 
 
 def class_seed(out: Path, seed: int | None, sharded: bool = False) -> int:
@@ -513,22 +612,30 @@ def grade_all(
     references: dict[str, Path],
     workers: int = 1,
     progress: bool = True,
+    *,
+    names: Mapping[Path, str] | None = None,
+    exercise: str | None = None,
 ) -> list[Path]:
     """Grade what is not graded yet (by content hash) into `out`; returns the result files
-    written."""
+    written. Every path gets a result, whatever it holds (see `grade_submission`).
+
+    `names`: path -> the name to key its row by (e.g. the hub user name); `exercise`: the exercise
+    of every path, when file names do not say it."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
-    todo = [p for p in paths if not result_path(out, p).exists()]
+    names = dict(names or {})
+
+    def one(path: Path) -> SubmissionGrade:
+        return grade_submission(path, settings, references, name=names.get(path), exercise=exercise)
+
+    todo = [p for p in paths if not result_path(out, p, names.get(p)).exists()]
     written: list[Path] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for grade in tqdm(
-            pool.map(lambda p: grade_submission(p, settings, references), todo),
-            total=len(todo),
-            desc="grading",
-            disable=not progress,
+            pool.map(one, todo), total=len(todo), desc="grading", disable=not progress
         ):
             # each as soon as it is done: an interruption loses nothing
             written.append(write_result(out, grade))

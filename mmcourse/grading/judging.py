@@ -177,7 +177,10 @@ class Close:
                     return reason
             return None
         e = np.asarray(expected, dtype=np.float64)
-        g = np.asarray(got, dtype=np.float64)
+        try:
+            g = np.asarray(got, dtype=np.float64)
+        except (OverflowError, ValueError, TypeError):  # an int of 600 digits has no float
+            return "the result holds a number too large to be a float"
         if not np.all(np.isfinite(g)):
             return "the result contains NaN or infinity"
         bad = np.abs(g - e) > self.atol + self.rtol * np.abs(e)

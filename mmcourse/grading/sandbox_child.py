@@ -115,17 +115,17 @@ def main() -> None:
     result = _run(payload["job"])
     try:
         data = encode(result)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # ValueError: an int too long for JSON
         outputs = result.get("outputs")
         if outputs is None:
-            data = encode({"encode_error": str(error)})
+            data = encode({"encode_error": str(error)[:300]})
         else:  # one unencodable output must not lose the others
             safe = []
             for item in outputs:
                 try:
                     encode(item)
                     safe.append(item)
-                except TypeError as reason:
+                except (TypeError, ValueError) as reason:
                     safe.append({"unplain": str(reason)[:300]})
             data = encode({"outputs": safe})
     with io.FileIO(result_fd, "wb", closefd=True) as pipe:
