@@ -11,13 +11,13 @@ lab:
 	$(PYTHON) -m mmcourse lab
 
 test:
-	$(PYTHON) -m mmcourse.course.bootstrap test
+	$(PYTHON) -m mmcourse.course.bootstrap test hub
 	$(VENV_PY) -m ruff check .
 	$(VENV_PY) -m ruff format --check .
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 quick:
-	$(PYTHON) -m mmcourse.course.bootstrap test
+	$(PYTHON) -m mmcourse.course.bootstrap test hub
 	$(VENV_PY) -m ruff check .
 	$(VENV_PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
@@ -47,5 +47,6 @@ bench:
 	$(VENV_PY) benchmarks/vlm.py
 	$(VENV_PY) benchmarks/attention_widgets.py
 	$(VENV_PY) benchmarks/grading.py
+	$(VENV_PY) benchmarks/exchange.py
 	$(VENV_PY) benchmarks/two_stage.py --real
 	$(VENV_PY) benchmarks/course_runtime.py

@@ -7,8 +7,9 @@ Three layers (the README's "Contributing" shows the tree):
   `plotting`, `widgets`, `frozen_lm` (and `checkpoints`, the one resolver of model names;
   `tutorial`, the tutorial's own code kept with its faults for the lessons to fix);
 - **recipes**, how each shipped model is trained and shipped: `recipes`;
-- **course tooling**, not ML: `course` (the CLI, set-up, doctor, release) and `grading` (check,
-  grader, sandbox).
+- **course tooling**, not ML: `course` (the CLI, set-up, doctor, release), `grading` (check,
+  grader, sandbox), `exchange` (hand-ins and feedback through a hub service) and `hub` (the
+  workshop JupyterHub recipe).
 
 Submodules load on first use (`mmcourse.vlm`), so `python -m mmcourse lab` can set the course up
 before torch is even installed.
@@ -39,7 +40,7 @@ CONCEPTS = (
     "tutorial",
 )
 RECIPES = ("recipes",)
-COURSE_TOOLING = ("course", "grading")
+COURSE_TOOLING = ("course", "grading", "exchange", "hub")
 __all__ = [*CONCEPTS, *RECIPES, *COURSE_TOOLING]
 
 

@@ -1,5 +1,5 @@
 """The `mmcourse` command (also `python -m mmcourse`): lab, doctor, release, start, train, eval,
-grade.
+grade, and the classroom commands on a hub (`mmcourse.exchange.commands`).
 
 Imports stay inside the commands: `python -m mmcourse lab` must run on a bare Python to set up
 `.venv`.
@@ -8,6 +8,8 @@ Imports stay inside the commands: `python -m mmcourse lab` must run on a bare Py
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import subprocess
 import sys
@@ -249,6 +251,12 @@ def _grade(args: argparse.Namespace) -> int:
     print(
         f"Graded {len(written)} new submission(s) of {len(paths)}; gradebook: {out / 'grades.csv'}"
     )
+    statuses = collections.Counter(
+        json.loads(path.read_text(encoding="utf-8")).get("status", "graded") for path in written
+    )
+    if set(statuses) - {"graded"}:
+        named = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+        print(f"Hand-ins: {named}; the reasons are in the gradebook's status and problem columns")
     return 0
 
 
@@ -383,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="grade without bubblewrap (NOT isolated; says so loudly)",
     )
     grading.set_defaults(run=_grade)
+
+    from ..exchange import commands as classroom
+
+    classroom.register(commands)  # submit, submissions, feedback, deadline, collect, ..., hub
     return parser
 
 
