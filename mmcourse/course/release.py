@@ -29,6 +29,7 @@ __all__ = [
     "WORKSPACE_ENV",
     "ReleaseError",
     "ReleasePlan",
+    "copy_if_absent",
     "course_root",
     "exercise_names",
     "plan",
@@ -223,11 +224,15 @@ def start(
     workspace = workspace or workspace_dir(root)
     workspace.mkdir(parents=True, exist_ok=True)
     target = workspace / found[0]
+    return target, copy_if_absent(root / "exercises" / found[0], target)
+
+
+def copy_if_absent(source: Path, target: Path) -> bool:
+    """Copy `source` to `target` unless `target` exists; returns whether it copied. A learner's
+    file is never overwritten, even one that appears meanwhile ("x" mode fails if it exists)."""
     try:
-        with open(
-            target, "xb"
-        ) as copy:  # "x": fails if the file exists, even if it appears meanwhile
-            copy.write((root / "exercises" / found[0]).read_bytes())
+        with open(target, "xb") as copy:
+            copy.write(source.read_bytes())
     except FileExistsError:
-        return target, False
-    return target, True
+        return False
+    return True

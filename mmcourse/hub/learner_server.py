@@ -21,17 +21,15 @@ __all__ = ["main", "prepare_home"]
 def prepare_home(home: Path, course: Path) -> list[Path]:
     """Copy the course's lessons and exercises into `home`; returns the files copied (a file
     that exists already is kept as it is)."""
+    from ..course.release import copy_if_absent
+
     copied = []
     for source_dir, target_dir in (("notebooks", "notebooks"), ("exercises", "workspace")):
         target = home / target_dir
         target.mkdir(parents=True, exist_ok=True)
         for source in sorted((course / source_dir).glob("*.ipynb")):
-            try:
-                with open(target / source.name, "xb") as copy:  # "x": never overwrite
-                    copy.write(source.read_bytes())
-            except FileExistsError:
-                continue
-            copied.append(target / source.name)
+            if copy_if_absent(source, target / source.name):
+                copied.append(target / source.name)
     return copied
 
 
